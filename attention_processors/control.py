@@ -89,3 +89,36 @@ class Control:
 
     def observe_probs(self, call: AttentionCall, group: AttentionGroup, probs: Tensor) -> None:
         """Receive explicit probabilities [len(rows), H, Lq, Lk]; called only when `needs_probs` is True."""
+
+
+def take_rows(groups: list[AttentionGroup], rows: list[int]) -> tuple[list[AttentionGroup], list[AttentionGroup]]:
+    """Split groups into (groups without `rows`, the parts of groups that answered `rows`).
+
+    Why: a control that re-answers some rows (a target taking a source's keys) must keep whatever earlier
+    controls did to the other rows, and may build on what they did to its own rows.
+    """
+    chosen = set(rows)
+    rest: list[AttentionGroup] = []
+    taken: list[AttentionGroup] = []
+    for group in groups:
+        keep = [j for j, r in enumerate(group.rows) if r not in chosen]
+        take = [j for j, r in enumerate(group.rows) if r in chosen]
+        for positions, bucket in ((keep, rest), (take, taken)):
+            if positions:
+                bucket.append(_subset(group, positions))
+    return rest, taken
+
+
+def _subset(group: AttentionGroup, positions: list[int]) -> AttentionGroup:
+    if len(positions) == len(group.rows):
+        return group
+    index = torch.as_tensor(positions, device=group.key.device)
+
+    def pick(t: Tensor | None) -> Tensor | None:
+        if t is None or t.ndim == 0 or t.shape[0] == 1:
+            return t  # scalars and batch-broadcast tensors apply to every row
+        return t.index_select(0, index)
+
+    return AttentionGroup(
+        [group.rows[j] for j in positions], pick(group.key), pick(group.value), pick(group.bias), pick(group.weight)
+    )

@@ -1,0 +1,136 @@
+"""Mutual self-attention and MRSA: fused controls against the einsum oracles, plus invariances."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from diffusers.models.attention_processor import Attention
+
+from attention_processors import BatchLayout, StepState, StepWindow, StudioAttnProcessor
+from attention_processors.multi_reference import MultiReferenceSelfAttention
+from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
+from attention_processors.sites import Site
+from tests import oracles
+
+H, W = 6, 8  # a non-square token grid
+SITE = Site("up_blocks.1.attentions.0.transformer_blocks.0.attn1", False, "up", 1, 0, 0, 1, 0, 2, 16, 0)
+
+
+@pytest.fixture(scope="module")
+def attn() -> Attention:
+    torch.manual_seed(0)
+    return Attention(query_dim=32, heads=2, dim_head=16).eval()
+
+
+def run(attn, x, controls, layout, step=10, total=50):
+    state = StepState()
+    state.update(index=step, total=total, timestep=500, layout=layout, latent_size=(H, W))
+    with torch.no_grad():
+        return StudioAttnProcessor(SITE, controls, state)(attn, x)
+
+
+def tokens(batch: int, seed: int = 1) -> torch.Tensor:
+    return torch.randn(batch, H * W, 32, generator=torch.Generator().manual_seed(seed))
+
+
+def blob(top: int, left: int, h: int, w: int) -> torch.Tensor:
+    m = torch.zeros(H, W)
+    m[top : top + h, left : left + w] = 1
+    return m
+
+
+@torch.no_grad()
+def test_mutual_self_attention_equals_oracle(attn):
+    layout = BatchLayout.with_cfg(["source", "target", "target"])  # one source drives two targets
+    x = tokens(layout.size)
+    got = run(attn, x, [MutualSelfAttention()], layout)
+    want = oracles.mutual_self_attention(attn, x, {1: 0, 2: 0, 4: 3, 5: 3})
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_masked_mutual_self_attention_equals_oracle(attn):
+    layout = BatchLayout.with_cfg(["source", "target"])
+    src, tgt = blob(1, 1, 3, 4), blob(2, 3, 3, 4)
+    x = tokens(layout.size)
+    got = run(attn, x, [MutualSelfAttention(masks=MaskPair(src, tgt))], layout)
+    want = oracles.mutual_self_attention(attn, x, {1: 0, 3: 2}, masks=(src.flatten(), tgt.flatten()))
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_mutual_self_attention_with_source_equal_target_is_plain(attn):
+    layout = BatchLayout.with_cfg(["source", "target"])
+    x = tokens(2)
+    x = torch.cat([x[:1], x[:1], x[1:], x[1:]])  # target rows are copies of the source rows
+    torch.testing.assert_close(run(attn, x, [MutualSelfAttention()], layout), run(attn, x, [], layout), atol=1e-6, rtol=0)
+
+
+@torch.no_grad()
+def test_mutual_self_attention_respects_its_step_window(attn):
+    layout = BatchLayout.with_cfg(["source", "target"])
+    x = tokens(layout.size)
+    control = MutualSelfAttention(steps=StepWindow(4 / 50, 1.0))
+    torch.testing.assert_close(run(attn, x, [control], layout, step=3), run(attn, x, [], layout, step=3), atol=0, rtol=0)
+    assert (run(attn, x, [control], layout, step=4) - run(attn, x, [], layout, step=4)).abs().max() > 1e-3
+
+
+def mrsa_masks():
+    return [blob(0, 0, 3, 3), torch.zeros(H, W), blob(2, 4, 4, 4)]  # the second reference's mask is empty
+
+
+@pytest.mark.parametrize("fidelity", [1.0, 0.4])
+@torch.no_grad()
+def test_multi_reference_self_attention_equals_oracle(attn, fidelity):
+    masks, weights = mrsa_masks(), [3.0, 2.0, 1.5]
+    refs = ["reference"] * 3
+    # sf = 1: references only in the conditional half; sf < 1: in both.
+    layout = BatchLayout.with_cfg(["target"]) + BatchLayout.without_cfg(refs) if fidelity == 1.0 else BatchLayout.with_cfg(["target"] + refs)
+    x = tokens(layout.size)
+    control = MultiReferenceSelfAttention(masks=masks, weights=weights, style_fidelity=fidelity)
+    got = run(attn, x, [control], layout)
+    if fidelity == 1.0:
+        want = oracles.multi_reference_self_attention(attn, x, {1: 1.0}, [2, 3, 4], [m.flatten() for m in masks], weights)
+    else:
+        u = oracles.multi_reference_self_attention(attn, x, {0: 1 - fidelity}, [1, 2, 3], [m.flatten() for m in masks], weights)
+        c = oracles.multi_reference_self_attention(attn, x, {4: 1.0}, [5, 6, 7], [m.flatten() for m in masks], weights)
+        want = torch.cat([u[:4], c[4:]])
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_multi_reference_with_zero_references_is_plain_self_attention(attn):
+    layout = BatchLayout.with_cfg(["target", "target"])
+    x = tokens(layout.size)
+    torch.testing.assert_close(run(attn, x, [MultiReferenceSelfAttention(masks=[])], layout), run(attn, x, [], layout), atol=0, rtol=0)
+
+
+@torch.no_grad()
+def test_multi_reference_batch_equals_single(attn):
+    masks = [blob(0, 0, 3, 3), blob(2, 4, 4, 4)]
+    control = MultiReferenceSelfAttention(masks=masks)
+    both = BatchLayout.with_cfg(["target", "target"]) + BatchLayout.without_cfg(["reference", "reference"])
+    one = BatchLayout.with_cfg(["target"]) + BatchLayout.without_cfg(["reference", "reference"])
+    x = tokens(both.size)  # rows: u0 u1 c0 c1 r0 r1
+    batched = run(attn, x, [control], both)
+    for i in range(2):
+        single = run(attn, x[[i, 2 + i, 4, 5]], [control], one)
+        torch.testing.assert_close(batched[[i, 2 + i, 4, 5]], single, atol=1e-5, rtol=0)
+
+
+def test_controls_reject_bad_masks():
+    with pytest.raises(ValueError, match="empty"):
+        MaskPair(torch.zeros(4, 4), torch.ones(4, 4))
+    with pytest.raises(ValueError, match="2-D"):
+        MultiReferenceSelfAttention(masks=[torch.ones(1, 4, 4)])
+    with pytest.raises(ValueError, match="weights"):
+        MultiReferenceSelfAttention(masks=[torch.ones(4, 4)], weights=[1.0, 2.0])
+
+
+@torch.no_grad()
+def test_missing_roles_are_a_clear_error(attn):
+    layout = BatchLayout.with_cfg(["target"])
+    with pytest.raises(ValueError, match="source"):
+        run(attn, tokens(2), [MutualSelfAttention()], layout)
+    with pytest.raises(ValueError, match="reference 0"):
+        run(attn, tokens(2), [MultiReferenceSelfAttention(masks=[torch.ones(H, W)])], layout)
