@@ -34,6 +34,7 @@ class SiteFilter:
     places: Collection[Place] | None = None
     levels: Collection[int] | None = None
     names: Collection[str] | None = None  # explicit module names, for power users
+    min_order: int = 0  # skip sites that run before this execution index (VisCtrl skips the first block)
 
     def matches(self, site: Site) -> bool:
         return (
@@ -41,6 +42,7 @@ class SiteFilter:
             and (self.places is None or site.place in self.places)
             and (self.levels is None or site.level in self.levels)
             and (self.names is None or site.name in self.names)
+            and site.order >= self.min_order
         )
 
 

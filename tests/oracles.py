@@ -68,3 +68,18 @@ def multi_reference_self_attention(attn, x: Tensor, targets: dict[int, float], r
         mrsa = softmax_attention(q[b], k_cat, v_cat, torch.cat(bias)[None, None, :])
         rows.append(share * mrsa + (1 - share) * plain)
     return project_out(attn, rows)
+
+
+def gradual_sampling_full(attn, x: Tensor, reference: int, views: list[int], alpha: float) -> Tensor:
+    """FGS with every token sampled: view k = (1-α)·attn(ref) + α·attn(concat of views 0..k-1); view 0 = attn(ref)."""
+    q, k, v = (heads(p(x), attn.heads) for p in (attn.to_q, attn.to_k, attn.to_v))
+    rows = [softmax_attention(q[b], k[b], v[b]) for b in range(x.shape[0])]
+    for pos, b in enumerate(views):
+        ref = softmax_attention(q[b], k[reference], v[reference])
+        if pos == 0:
+            rows[b] = ref
+            continue
+        k_prev = torch.cat([k[r] for r in views[:pos]], dim=1)
+        v_prev = torch.cat([v[r] for r in views[:pos]], dim=1)
+        rows[b] = (1 - alpha) * ref + alpha * softmax_attention(q[b], k_prev, v_prev)
+    return project_out(attn, rows)

@@ -13,7 +13,7 @@ from attention_processors.sites import Site
 from tests import oracles
 
 H, W = 6, 8  # a non-square token grid
-SITE = Site("up_blocks.1.attentions.0.transformer_blocks.0.attn1", False, "up", 1, 0, 0, 1, 0, 2, 16, 0)
+SITE = Site("up_blocks.1.attentions.0.transformer_blocks.0.attn1", False, "up", 1, 0, 0, 1, 0, 2, 16, 8)
 
 
 @pytest.fixture(scope="module")
@@ -134,3 +134,48 @@ def test_missing_roles_are_a_clear_error(attn):
         run(attn, tokens(2), [MutualSelfAttention()], layout)
     with pytest.raises(ValueError, match="reference 0"):
         run(attn, tokens(2), [MultiReferenceSelfAttention(masks=[torch.ones(H, W)])], layout)
+
+
+@torch.no_grad()
+def test_visctrl_acts_on_every_self_attention_block_but_the_first(attn):
+    from attention_processors.visctrl import visctrl_control
+
+    control = visctrl_control()
+    first = Site("down_blocks.0.attentions.0.transformer_blocks.0.attn1", False, "down", 0, 0, 0, 1, 0, 2, 16, 0)
+    later = Site("down_blocks.0.attentions.0.transformer_blocks.0.attn1", False, "down", 0, 0, 0, 1, 0, 2, 16, 2)
+    cross = Site("down_blocks.0.attentions.0.transformer_blocks.0.attn2", True, "down", 0, 0, 0, 1, 0, 2, 16, 3)
+    state = StepState()
+    state.update(index=2, total=10, timestep=0)
+    assert not control.active(first, state) and control.active(later, state) and not control.active(cross, state)
+    state.update(index=1, total=10, timestep=0)
+    assert not control.active(later, state)  # first pass: from step 2 of 10
+    state.update(index=1, total=5, timestep=0)
+    assert control.active(later, state)  # later passes: from step 1 of 5
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+@torch.no_grad()
+def test_feature_gradual_sampling_equals_oracle_when_sampling_everything(attn, alpha):
+    from attention_processors.visctrl import FeatureGradualSampling
+
+    layout = BatchLayout.with_cfg(["reference", "target", "target", "target"])
+    x = tokens(layout.size)
+    control = FeatureGradualSampling(alpha=alpha, sample_fraction=1.0)
+    got = run(attn, x, [control], layout)
+    u = oracles.gradual_sampling_full(attn, x, 0, [1, 2, 3], alpha)
+    c = oracles.gradual_sampling_full(attn, x, 4, [5, 6, 7], alpha)
+    torch.testing.assert_close(got, torch.cat([u[:4], c[4:]]), atol=1e-5, rtol=0)
+
+
+@torch.no_grad()
+def test_feature_gradual_sampling_is_deterministic_and_samples(attn):
+    from attention_processors.visctrl import FeatureGradualSampling
+
+    layout = BatchLayout.with_cfg(["reference", "target", "target"])
+    x = tokens(layout.size)
+    half = FeatureGradualSampling(alpha=0.5, sample_fraction=0.5, seed=3)
+    a, b = run(attn, x, [half], layout), run(attn, x, [half], layout)
+    torch.testing.assert_close(a, b, atol=0, rtol=0)
+    full = run(attn, x, [FeatureGradualSampling(alpha=0.5, sample_fraction=1.0)], layout)
+    torch.testing.assert_close(a[[0, 1, 3, 4]], full[[0, 1, 3, 4]], atol=1e-6, rtol=0)  # reference and view 0
+    assert (a[2] - full[2]).abs().max() > 1e-4  # view 1 saw only half of view 0's tokens
