@@ -1,0 +1,91 @@
+"""Text-to-image with DDIM, through the studio's attention processors."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from attention_processors import BatchLayout, Control
+from pipelines._denoise import Generators, as_list, denoise, draw_noise, negatives_for
+from pipelines.backbone import Backbone
+from pipelines.events import CancelToken, StepCallback
+from pipelines.outputs import GenerationOutput
+
+
+@torch.no_grad()
+def generate(
+    backbone: Backbone,
+    prompt: str | Sequence[str],
+    *,
+    negative_prompt: str | Sequence[str] | None = None,
+    num_inference_steps: int = 25,
+    guidance_scale: float = 5.0,
+    width: int | None = None,
+    height: int | None = None,
+    generator: Generators | None = None,
+    latents: Tensor | None = None,
+    controls: Sequence[Control] = (),
+    on_step: StepCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> GenerationOutput:
+    """Generate one image per prompt.
+
+    Args:
+        prompt: one prompt, or a list (one image each; the batch rows are roles "target" 0..N-1).
+        negative_prompt: a string for every item, a list (one per item), or None for the family's default
+            unconditional input (SD1.x/2.x: the empty prompt; SDXL: zeros), as in diffusers.
+        guidance_scale: classifier-free guidance weight; <= 1 runs without CFG (one UNet row per item).
+        width, height: pixels, multiples of `backbone.size_multiple`; default `backbone.default_size`.
+        generator: draws the initial noise. With a list (one per item), item i equals a single run with
+            `generator[i]`; with one generator, item i takes its i-th draw. Unused when `latents` is given.
+        latents: (N, C, h, w) initial noise instead of drawing it.
+        controls: attention controls applied at every UNet call (empty: plain generation).
+        on_step: called with a `StepEvent` after every step.
+        cancel: checked at every step boundary; raises `pipelines.events.Cancelled`.
+    """
+    # 1. validate
+    prompts = as_list(prompt, "prompt")
+    negatives = negatives_for(negative_prompt, len(prompts))
+    default_h, default_w = backbone.default_size
+    height, width = height or default_h, width or default_w
+    latent_h, latent_w = backbone.latent_size(height, width)
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    if latents is None and generator is None:
+        raise ValueError("pass a torch.Generator (or one per item) or initial latents: all noise comes from them")
+    shape = (backbone.latent_channels, latent_h, latent_w)
+    if latents is not None and tuple(latents.shape) != (len(prompts), *shape):
+        raise ValueError(f"latents must have shape {(len(prompts), *shape)}, got {tuple(latents.shape)}")
+    cfg = guidance_scale > 1.0
+
+    # 2. encode
+    embeds = backbone.encode_prompts(prompts, negatives, cfg=cfg)
+
+    # 3. prepare latents, layout and schedule
+    roles = ["target"] * len(prompts)
+    layout = BatchLayout.with_cfg(roles) if cfg else BatchLayout.without_cfg(roles)
+    scheduler = backbone.ddim_scheduler()
+    scheduler.set_timesteps(num_inference_steps, device=backbone.device)
+    if latents is None:
+        latents = draw_noise(len(prompts), shape, generator, backbone.device, backbone.dtype)  # (N, C, h, w)
+    latents = latents.to(backbone.device, backbone.dtype) * scheduler.init_noise_sigma  # (N, C, h, w)
+
+    # 4. denoise
+    latents = denoise(
+        backbone,
+        latents,
+        scheduler=scheduler,
+        timesteps=scheduler.timesteps,
+        embeds=embeds,
+        layout=layout,
+        guidance_scale=guidance_scale,
+        controls=controls,
+        on_step=on_step,
+        cancel=cancel,
+    )  # (N, C, h, w)
+
+    # 5. decode
+    images = backbone.to_pil(backbone.decode_latents(latents))
+    return GenerationOutput(images=images, latents=latents)

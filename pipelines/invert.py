@@ -1,0 +1,138 @@
+"""DDIM inversion: the one shared service that maps real images to the noise that regenerates them.
+
+Why: MasaCtrl, VisCtrl and Uniform Attention Maps edit a real image by inverting it with deterministic
+DDIM, then denoising from x_T with the source row teacher-forced onto the stored trajectory (see
+research/methods-tuning-free.md §0.2). This returns that whole trajectory. As in their official codes,
+CFG during inversion is optional (`guidance_scale > 1`). Unlike them it reads the VAE scale from config
+(SDXL works), uses the model's prediction type (v-prediction SD2.x works), and runs the UNet through the
+studio's processors with the caller's controls, so an inversion-time control (e.g. uniform attention
+maps, acting on `state.branch == "invert"`) plugs in without a second code path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import PIL.Image
+import torch
+from diffusers import DDIMInverseScheduler
+from torch import Tensor
+
+from attention_processors import BatchLayout, Control, attention_control
+from pipelines._denoise import BatchPlan, Generators, as_list, negatives_for
+from pipelines.backbone import Backbone
+from pipelines.events import CancelToken, StepCallback, StepEvent
+from pipelines.outputs import Inversion
+
+
+@torch.no_grad()
+def invert(
+    backbone: Backbone,
+    image_or_latents: PIL.Image.Image | Sequence[PIL.Image.Image] | Tensor,
+    prompt: str | Sequence[str] = "",
+    *,
+    num_inference_steps: int,
+    guidance_scale: float = 1.0,
+    negative_prompt: str | Sequence[str] | None = None,
+    width: int | None = None,
+    height: int | None = None,
+    generator: Generators | None = None,
+    controls: Sequence[Control] = (),
+    on_step: StepCallback | None = None,
+    cancel: CancelToken | None = None,
+) -> Inversion:
+    """Invert images (or their scaled latents) with deterministic DDIM over a `num_inference_steps` schedule.
+
+    Step i evaluates the UNet on z_i at the *next* timestep and moves z_i one DDIM level up (the usual
+    approximation eps(z_{i+1}, t) ~ eps(z_i, t)), with `DDIMInverseScheduler` built from the model's own
+    scheduler config so the levels are exactly those the DDIM denoising loop comes back down.
+
+    Args:
+        image_or_latents: a PIL image or a list of them (resized to height x width, which default to the
+            first image's size), or scaled latents (N, C, h, w) such as `Backbone.encode_images` returns.
+        prompt: the source prompt, one for all items or one per item. "" is the usual choice.
+        guidance_scale: CFG weight during inversion; <= 1 inverts with the prompt only (no uncond rows).
+        negative_prompt: the uncond input under CFG; None is the family default (see `generate`).
+        generator: unused by deterministic DDIM inversion; accepted so callers can hand every pipeline the
+            job's generator, and so that stochastic inversion options can be added without an API change.
+        controls: attention controls; the step state's branch is "invert" and its index counts up from the
+            clean end (step 0 goes from z_0 to z_1).
+        on_step: called after every step with z_{i+1} as the event's latents, branch "invert".
+        cancel: checked at every step boundary; raises `pipelines.events.Cancelled`.
+
+    Returns:
+        `Inversion` with the trajectory [z_0, ..., z_T] (z_0 the clean latents) and the denoising timesteps.
+    """
+    # 1. validate
+    del generator  # see the docstring: deterministic DDIM draws no noise
+    if num_inference_steps < 1:
+        raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
+    if isinstance(image_or_latents, Tensor):
+        clean = image_or_latents
+        if clean.ndim != 4 or clean.shape[1] != backbone.latent_channels:
+            raise ValueError(
+                f"latents must be (N, {backbone.latent_channels}, h, w), got {tuple(clean.shape)}; "
+                "pass PIL images to invert pixels"
+            )
+        image_size = backbone.image_size(clean)
+        backbone.check_size(*image_size)
+        images = None
+    else:
+        images = [image_or_latents] if isinstance(image_or_latents, PIL.Image.Image) else list(image_or_latents)
+        if not images:
+            raise ValueError("nothing to invert: got an empty list of images")
+        image_size = (height or images[0].height, width or images[0].width)
+        backbone.check_size(*image_size)
+    count = clean.shape[0] if images is None else len(images)
+    prompts = as_list(prompt, "prompt")
+    prompts = prompts * count if len(prompts) == 1 else prompts
+    if len(prompts) != count:
+        raise ValueError(f"got {len(prompts)} prompts for {count} items to invert; pass one, or one per item")
+    negatives = negatives_for(negative_prompt, count)
+    cfg = guidance_scale > 1.0
+
+    # 2. encode
+    if images is not None:
+        clean = backbone.encode_images(backbone.preprocess(images, *image_size))  # (N, C, h, w)
+    latents = clean.to(backbone.device, backbone.dtype)  # (N, C, h, w) = z_0
+    embeds = backbone.encode_prompts(prompts, negatives, cfg=cfg)
+
+    # 3. prepare layout and schedule
+    roles = ["source"] * count
+    layout = BatchLayout.with_cfg(roles) if cfg else BatchLayout.without_cfg(roles)
+    plan = BatchPlan.of(layout)
+    conditioning = backbone.conditioning(embeds, plan.rows, image_size)
+    denoising = backbone.ddim_scheduler()
+    denoising.set_timesteps(num_inference_steps, device=backbone.device)
+    config = backbone.scheduler_config
+    if config.get("timestep_spacing") not in ("leading", "trailing"):
+        # DDIMInverseScheduler.set_timesteps knows only these two spacings; its step() (all we use) moves
+        # t - T/n -> t for any spacing, exactly the pair DDIMScheduler.step walks down, so leading is harmless.
+        config["timestep_spacing"] = "leading"
+    inverse = DDIMInverseScheduler.from_config(config)
+    inverse.set_timesteps(num_inference_steps)  # sets the step size T/n used by step()
+    timesteps = denoising.timesteps.flip(0)  # ascending: the denoising levels, visited upwards
+
+    # 4. invert
+    total = len(timesteps)
+    latent_size = (latents.shape[-2], latents.shape[-1])
+    trajectory = [latents]
+    with attention_control(backbone.unet, controls) as state:
+        for i, t in enumerate(timesteps):
+            if cancel is not None:
+                cancel.check(i, total, "invert")
+            state.update(
+                index=i, total=total, timestep=int(t), branch="invert", layout=layout, latent_size=latent_size
+            )
+            model_output = plan.predict(backbone, latents, t, conditioning, guidance_scale)  # (N, C, h, w)
+            latents = inverse.step(model_output, int(t), latents, return_dict=False)[0]  # (N, C, h, w), one level up
+            trajectory.append(latents)
+            if on_step is not None:
+                on_step(StepEvent(index=i, total=total, timestep=int(t), latents=latents, branch="invert"))
+        if cancel is not None:
+            cancel.check(total, total, "invert")
+
+    # 5. return the trajectory
+    return Inversion(
+        trajectory=trajectory, timesteps=[int(t) for t in denoising.timesteps], image_size=tuple(image_size)
+    )

@@ -1,0 +1,215 @@
+"""Safe image input and atomic image output.
+
+Why: images come from users and from other tools, so decoding them is an attack surface (decompression
+bombs, exotic decoders with CVEs, truncated files that half-decode) and a privacy leak (EXIF with GPS
+and camera serials). The rules, from research/ecosystem.md 4.2:
+
+* only PNG, JPEG and WebP are decoded (`Image.open(..., formats=...)`), every other decoder stays off;
+* Pillow's own bomb guard stays on and a lower studio limit is checked on the header size, before any
+  pixel is decoded;
+* truncated data is refused (`ImageFile.LOAD_TRUNCATED_IMAGES` is never touched);
+* EXIF orientation is applied, and nothing from the input's metadata survives into our images;
+* outputs are written to a temporary file in the target folder and renamed into place, so a crash
+  never leaves a half-written PNG that a resumed batch would mistake for a finished one.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO
+
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from studio.errors import (
+    EmptyFileError,
+    ImageTooLargeError,
+    NotAnImageError,
+    TruncatedImageError,
+    UnsupportedImageFormatError,
+)
+
+ACCEPTED_FORMATS: tuple[str, ...] = ("PNG", "JPEG", "WEBP")
+# 64 MiB pixels (e.g. 8192x8192): below Pillow's 89 MP warning threshold, far above any diffusion size.
+DEFAULT_MAX_PIXELS = 64 * 1024 * 1024
+DEFAULT_MAX_SIDE = 16384
+
+# Magic numbers of formats we decode (to call a failure "truncated") and of common ones we refuse (to
+# name them in the error). Checked by content, never by extension.
+_ACCEPTED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"\xff\xd8\xff", "JPEG"),
+)
+_REFUSED_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+    (b"II*\x00", "TIFF"),
+    (b"MM\x00*", "TIFF"),
+    (b"\x00\x00\x01\x00", "ICO"),
+    (b"8BPS", "PSD"),
+    (b"SIMPLE  =", "FITS"),
+    (b"\x00\x00\x00\x0cjP  ", "JPEG 2000"),
+    (b"P1", "PNM"),
+    (b"P2", "PNM"),
+    (b"P3", "PNM"),
+    (b"P4", "PNM"),
+    (b"P5", "PNM"),
+    (b"P6", "PNM"),
+)
+
+
+def sniff_image_format(head: bytes) -> tuple[str | None, bool]:
+    """Name the image format from its first bytes: `(name, accepted)`, or `(None, False)` if unknown."""
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP", True
+    for magic, name in _ACCEPTED_MAGIC:
+        if head.startswith(magic):
+            return name, True
+    if len(head) >= 12 and head[4:8] == b"ftyp":
+        return "HEIF/AVIF", False
+    for magic, name in _REFUSED_MAGIC:
+        if head.startswith(magic):
+            return name, False
+    return None, False
+
+
+def _flatten_to_rgb(image: Image.Image) -> Image.Image:
+    """RGB with transparency composited on white, so a transparent PNG does not turn black."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def _decode(stream: BinaryIO, name: str, max_pixels: int, max_side: int) -> Image.Image:
+    head = stream.read(16)
+    if not head:
+        raise EmptyFileError(f"{name}: the file is empty (0 bytes)")
+    stream.seek(0)
+    sniffed, accepted = sniff_image_format(head)
+    if sniffed is not None and not accepted:
+        raise UnsupportedImageFormatError(
+            f"{name}: {sniffed} images are not supported; convert it to PNG, JPEG or WebP"
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(stream, formats=list(ACCEPTED_FORMATS))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLargeError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        if accepted:
+            raise TruncatedImageError(f"{name}: the {sniffed} file is truncated or corrupt") from exc
+        raise NotAnImageError(f"{name}: not an image (expected PNG, JPEG or WebP)") from exc
+    width, height = image.size
+    if width * height > max_pixels or max(width, height) > max_side:
+        raise ImageTooLargeError(
+            f"{name}: {width}x{height} exceeds the studio limit of {max_pixels} pixels / {max_side} px per side"
+            " (possible decompression bomb)"
+        )
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise TruncatedImageError(f"{name}: the {image.format} file is truncated or corrupt") from exc
+    return image
+
+
+def open_image(
+    source: str | os.PathLike[str] | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
+) -> Image.Image:
+    """Decode an untrusted PNG/JPEG/WebP into a fresh RGB image, upright, with no metadata attached.
+
+    Raises the `ImageError` subclasses for empty, unknown, unsupported, truncated and oversized input.
+    """
+    if isinstance(source, bytes):
+        image = _decode(io.BytesIO(source), "image", max_pixels, max_side)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise NotAnImageError(f"{path.name}: no such file")
+        with path.open("rb") as stream:
+            image = _decode(stream, path.name, max_pixels, max_side)
+    upright = ImageOps.exif_transpose(image)
+    rgb = _flatten_to_rgb(upright)
+    rgb.info = {}  # never carry input EXIF/ICC/text into anything we later save
+    return rgb
+
+
+def read_text_chunks(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, str]:
+    """The text metadata of an accepted image, without decoding its pixels.
+
+    PNG tEXt/iTXt/zTXt chunks come through `im.text` (bounded by Pillow's MAX_TEXT_CHUNK/MAX_TEXT_MEMORY).
+    Format and size checks are the same as `open_image`, so a bomb or a GIF is refused here too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NotAnImageError(f"{path.name}: no such file")
+    with path.open("rb") as stream:
+        # Decode fully: a truncated file must be refused here as well, not half-trusted.
+        image = _decode(stream, path.name, max_pixels, DEFAULT_MAX_SIDE)
+        text = getattr(image, "text", None)
+        if text is None:
+            text = {k: v for k, v in image.info.items() if isinstance(v, str)}
+        return dict(text)
+
+
+def encode_png(image: Image.Image, text: Mapping[str, str] | None = None) -> bytes:
+    """PNG bytes holding only the pixels and our own text chunks (iTXt, so UTF-8 prompts survive)."""
+    info = PngImagePlugin.PngInfo()
+    for key, value in (text or {}).items():
+        info.add_itxt(key, value)
+    clean = image.convert("RGB") if image.mode not in ("RGB", "RGBA", "L") else image
+    buffer = io.BytesIO()
+    clean.save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`."""
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def save_png(image: Image.Image, path: str | os.PathLike[str], text: Mapping[str, str] | None = None) -> Path:
+    """Encode `image` as PNG with our text chunks and write it atomically."""
+    return atomic_write_bytes(path, encode_png(image, text))
+
+
+def open_image_channels(
+    source: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Image.Image:
+    """Like `open_image`, but keeps the decoded mode (L, LA, RGBA, ...) instead of flattening to RGB.
+
+    Masks need this: a transparent-background RGBA mask flattened onto white would turn all foreground.
+    """
+    if isinstance(source, bytes):
+        image = _decode(io.BytesIO(source), "image", max_pixels, DEFAULT_MAX_SIDE)
+    else:
+        path = Path(source)
+        if not path.is_file():
+            raise NotAnImageError(f"{path.name}: no such file")
+        with path.open("rb") as stream:
+            image = _decode(stream, path.name, max_pixels, DEFAULT_MAX_SIDE)
+    upright = ImageOps.exif_transpose(image)
+    upright.info = {}
+    return upright

@@ -1,0 +1,39 @@
+"""Shared test setup: no network, and tiny SD1.5/SDXL models saved once per session as local folders.
+
+Why: tests must never touch the hub (HF_HUB_OFFLINE is read by huggingface_hub when it is first
+imported, so it is set in `pytest_configure`, before any test module imports diffusers). Saving the tiny
+pipelines to disk once lets tests exercise the real loading path (model references, safetensors-only
+loading, the DDIM scheduler swap) in well under a second per load.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
+@pytest.fixture(scope="session")
+def tiny_sd15_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SD1.5-shaped diffusers folder (safetensors weights, DDIM scheduler). Treat as read-only."""
+    from pipelines.tiny_models import tiny_sd15_pipeline
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-sd15"
+    tiny_sd15_pipeline().save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny SDXL-shaped diffusers folder (safetensors weights, DDIM scheduler). Treat as read-only."""
+    from pipelines.tiny_models import tiny_sdxl_pipeline
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-sdxl"
+    tiny_sdxl_pipeline().save_pretrained(folder, safe_serialization=True)
+    return folder
