@@ -1,4 +1,4 @@
-"""The `studio` command line: generate, invert, inspect, run, schema, doctor.
+"""The `studio` command line: generate, invert, mutual, visctrl, freecustom, inspect, run, schema, doctor.
 
 Why this shape: `inspect` only reads (an image's embedded job, printed as JSON on stdout) and `run`
 only executes (a job JSON file, or the job embedded in an image), so `studio inspect out.png > job.json`,
@@ -186,6 +186,153 @@ def invert(
             height=height,
         )
         _echo_metrics(_run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata))
+
+
+def _checked_path(path: Path | None) -> str | None:
+    """Refuse an unreadable image before any model is loaded; return the path as the job records it."""
+    from studio.images import open_image
+
+    if path is None:
+        return None
+    open_image(path)
+    return str(path)
+
+
+def _checked_mask(mask: Path | None, image: Path | None, name: str) -> str | None:
+    """Refuse an empty or mis-sized mask before any model is loaded."""
+    from studio.images import open_image
+    from studio.masks import load_mask
+
+    if mask is None:
+        return None
+    size = open_image(image).size if image is not None else None
+    load_mask(mask, expected_size=size, name=name)
+    return str(mask)
+
+
+@app.command()
+def mutual(
+    prompt: Annotated[str, typer.Argument(help="Target prompt: what the edited image should show.")],
+    source_prompt: Annotated[str, typer.Option("--source-prompt", help="Prompt of the source.")] = "",
+    image: Annotated[Path | None, typer.Option("--image", "-i", help="Real source image to edit (else synthesise).")] = None,
+    masked: Annotated[bool, typer.Option("--masked", help="Masked variant: foreground and background apart.")] = False,
+    source_mask: Annotated[Path | None, typer.Option("--source-mask", help="Source foreground mask.")] = None,
+    target_mask: Annotated[Path | None, typer.Option("--target-mask", help="Target foreground mask.")] = None,
+    start: Annotated[float, typer.Option("--start", help="First controlled step, fraction of the schedule.")] = 0.08,
+    levels: Annotated[int, typer.Option("--levels", help="Decoder resolutions controlled (highest first).")] = 2,
+    model: Model = "toyworld",
+    negative: Annotated[str, typer.Option("--negative", "-n", help="Negative prompt.")] = "",
+    seed: Seed = None,
+    steps: Steps = 50,
+    guidance: Annotated[float, typer.Option("--guidance", "-g", help="CFG scale.")] = 7.5,
+    width: Width = None,
+    height: Height = None,
+    out: Out = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    memory: Memory = "none",
+    no_metadata: NoMetadata = False,
+    debug: Debug = False,
+) -> None:
+    """Mutual self-attention (MasaCtrl): the target prompt with the source's appearance."""
+    from studio.jobs import Job
+
+    with _studio_errors(debug):
+        options = {"source_prompt": source_prompt, "start": start, "levels": levels, "masked": masked,
+                   "source_mask": _checked_mask(source_mask, image, "source mask"),
+                   "target_mask": _checked_mask(target_mask, None, "target mask")}
+        job = Job(task="mutual", model=model, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
+                  guidance=guidance, width=width, height=height, image=_checked_path(image),
+                  options={"mutual": options})
+        _run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata)
+
+
+@app.command()
+def visctrl(
+    image: Annotated[Path, typer.Argument(help="Target image: the object to re-texture.")],
+    reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference image: the appearance to transfer.")],
+    target_mask: Annotated[Path | None, typer.Option("--target-mask", help="Mask of the target object.")] = None,
+    reference_mask: Annotated[Path | None, typer.Option("--reference-mask", help="Mask of the reference object.")] = None,
+    prompt: Annotated[str, typer.Option("--prompt", "-p", help="Target prompt.")] = "",
+    reference_prompt: Annotated[str, typer.Option("--reference-prompt", help="Reference prompt.")] = "",
+    passes: Annotated[int, typer.Option("--passes", min=1, help="View iterations (each edits the last).")] = 1,
+    view: Annotated[list[Path] | None, typer.Option("--view", help="Another view of the target (repeatable).")] = None,
+    view_mask: Annotated[list[Path] | None, typer.Option("--view-mask", help="Mask per --view (repeatable).")] = None,
+    alpha: Annotated[float, typer.Option("--alpha", help="Feature Gradual Sampling weight of earlier views.")] = 0.5,
+    no_crop: Annotated[bool, typer.Option("--no-crop", help="Edit the whole (square) image, not a crop.")] = False,
+    size: Annotated[int | None, typer.Option("--size", help="Working canvas size (default: the model's).")] = None,
+    model: Model = "toyworld",
+    steps: Annotated[int, typer.Option("--steps", min=1, help="DDIM steps of the first pass.")] = 10,
+    guidance: Annotated[float, typer.Option("--guidance", "-g", help="CFG of the first pass.")] = 6.0,
+    later_steps: Annotated[int, typer.Option("--later-steps", min=1, help="DDIM steps of later passes.")] = 5,
+    later_guidance: Annotated[float, typer.Option("--later-guidance", help="CFG of later passes.")] = 4.0,
+    out: Out = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    memory: Memory = "none",
+    no_metadata: NoMetadata = False,
+    debug: Debug = False,
+) -> None:
+    """VisCtrl: transfer a reference object's appearance onto the target object, pasted back in place."""
+    from studio.jobs import Job
+
+    with _studio_errors(debug):
+        views, masks = list(view or []), list(view_mask or [])
+        if masks and len(masks) != len(views):
+            raise InputError(f"got {len(masks)} --view-mask for {len(views)} --view; give one per view or none")
+        options = {
+            "reference": _checked_path(reference),
+            "reference_mask": _checked_mask(reference_mask, reference, "reference mask"),
+            "target_mask": _checked_mask(target_mask, image, "target mask"), "reference_prompt": reference_prompt, "passes": passes,
+            "later_steps": later_steps, "later_guidance": later_guidance, "crop": not no_crop, "alpha": alpha,
+            "views": [{"image": _checked_path(v), "mask": _checked_mask(masks[i], v, f"view {i} mask") if masks else None}
+                      for i, v in enumerate(views)],
+        }
+        job = Job(task="visctrl", model=model, prompt=prompt, steps=steps, guidance=guidance, width=size,
+                  height=size, image=_checked_path(image), options={"visctrl": options})
+        _run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata)
+
+
+@app.command()
+def freecustom(
+    prompt: Annotated[str, typer.Argument(help="Prompt composing the concepts.")],
+    ref: Annotated[list[Path], typer.Option("--ref", help="Reference image (repeatable, one per concept).")],
+    caption: Annotated[list[str] | None, typer.Option("--caption", help="Caption per --ref (repeatable).")] = None,
+    mask: Annotated[list[Path] | None, typer.Option("--mask", help="Concept mask per --ref (repeatable).")] = None,
+    concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept word per --ref, for automatic masks.")] = None,
+    weight: Annotated[float, typer.Option("--weight", help="Mask weight w added to the concept's logits.")] = 3.0,
+    style_fidelity: Annotated[float, typer.Option("--style-fidelity", help="1: uncond half plain (official).")] = 1.0,
+    model: Model = "toyworld",
+    negative: Annotated[str, typer.Option("--negative", "-n", help="Negative prompt.")] = "",
+    seed: Seed = None,
+    steps: Steps = 50,
+    guidance: Annotated[float, typer.Option("--guidance", "-g", help="CFG scale.")] = 7.5,
+    width: Width = None,
+    height: Height = None,
+    out: Out = None,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    memory: Memory = "none",
+    no_metadata: NoMetadata = False,
+    debug: Debug = False,
+) -> None:
+    """FreeCustom: compose reference concepts with multi-reference self-attention."""
+    from studio.jobs import Job
+
+    with _studio_errors(debug):
+        count = len(ref)
+        for name, values in (("--caption", caption), ("--mask", mask), ("--concept", concept)):
+            if values and len(values) != count:
+                raise InputError(f"got {len(values)} {name} for {count} --ref; give one per reference or none")
+        references = [
+            {"image": _checked_path(path), "caption": caption[i] if caption else "",
+             "mask": _checked_mask(mask[i], path, f"reference {i} mask") if mask else None, "concept": concept[i] if concept else None}
+            for i, path in enumerate(ref)
+        ]
+        options = {"references": references, "mask_weight": weight, "style_fidelity": style_fidelity}
+        job = Job(task="freecustom", model=model, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
+                  guidance=guidance, width=width, height=height, options={"freecustom": options})
+        _run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata)
 
 
 @app.command()

@@ -80,3 +80,16 @@ def place_pipeline(pipe: DiffusionPipeline, policy: DevicePolicy) -> DiffusionPi
     else:
         pipe.to(policy.device)
     return pipe
+
+
+def available_memory_bytes(device: torch.device | str) -> int:
+    """Memory a run may still take on `device`: free VRAM on CUDA, available RAM on CPU."""
+    import os
+
+    import torch
+
+    device = torch.device(device)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return int(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))

@@ -21,7 +21,7 @@ from studio.errors import JobSpecError
 
 SCHEMA_VERSION = 1
 # Tasks this version of the studio can run. Method tasks ("visctrl", "freecustom", ...) join as they land.
-TASKS: tuple[str, ...] = ("generate", "invert")
+TASKS: tuple[str, ...] = ("generate", "invert", "mutual", "visctrl", "freecustom")
 MAX_TEXT = 20_000
 MAX_SEED = 2**64 - 1  # the range torch.Generator.manual_seed accepts
 REQUIRED: tuple[str, ...] = ("version", "task", "model")
@@ -72,7 +72,7 @@ class Job:
     )
     image: str | None = field(
         default=None,
-        metadata=_spec({"type": ["string", "null"], "maxLength": 4096}, "Input image path (invert)."),
+        metadata=_spec({"type": ["string", "null"], "maxLength": 4096}, "Input image path (invert, visctrl target, mutual real source)."),
     )
     options: dict[str, Any] = field(
         default_factory=dict,
@@ -90,10 +90,10 @@ class Job:
             json.dumps(self.options, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise JobSpecError(f"invalid job: options must be plain JSON ({exc})") from exc
-        if self.task == "invert" and not self.image:
-            raise JobSpecError("invalid job: the invert task needs an input image")
-        if self.task == "generate" and self.image is not None:
-            raise JobSpecError("invalid job: the generate task takes no input image")
+        if self.task in ("invert", "visctrl") and not self.image:
+            raise JobSpecError(f"invalid job: the {self.task} task needs an input image")
+        if self.task in ("generate", "freecustom") and self.image is not None:
+            raise JobSpecError(f"invalid job: the {self.task} task takes no input image")
 
     def replace(self, **changes: Any) -> Job:
         """A copy with some fields changed, validated again."""

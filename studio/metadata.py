@@ -50,7 +50,21 @@ def portable_path(text: str, *, cwd: Path | None = None, home: Path | None = Non
 def portable_job(job: Job, *, cwd: Path | None = None, home: Path | None = None) -> Job:
     """The job as it may be embedded in a shared image: model and input paths made portable."""
     image = portable_path(job.image, cwd=cwd, home=home) if job.image else job.image
-    return job.replace(model=portable_path(job.model, cwd=cwd, home=home), image=image)
+    options = _portable_options(job.options, cwd=cwd, home=home)
+    return job.replace(model=portable_path(job.model, cwd=cwd, home=home), image=image, options=options)
+
+
+_PATH_KEYS = ("image", "mask", "reference")  # option keys ending so hold file paths (studio.tasks convention)
+
+
+def _portable_options(value, *, cwd: Path | None, home: Path | None, key: str = ""):
+    if isinstance(value, dict):
+        return {k: _portable_options(v, cwd=cwd, home=home, key=k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_portable_options(v, cwd=cwd, home=home, key=key) for v in value]
+    if isinstance(value, str) and key.endswith(_PATH_KEYS):
+        return portable_path(value, cwd=cwd, home=home)
+    return value
 
 
 def _quote(value: str) -> str:

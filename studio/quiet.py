@@ -19,7 +19,10 @@ def quiet_environment() -> None:
 
 
 def quiet_diffusers() -> None:
-    """Turn off diffusers' progress bars ("Loading pipeline components"), which ignore the env vars."""
+    """Turn off diffusers' ("Loading pipeline components") and transformers' ("Loading weights") progress
+    bars, which ignore the env vars once the libraries are imported."""
     from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
 
     diffusers_logging.disable_progress_bar()
+    transformers_logging.disable_progress_bar()

@@ -125,8 +125,8 @@ def _floor_size(height: int, width: int, multiple: int) -> tuple[int, int]:
 
 
 _TASKS = {"generate": _run_generate, "invert": _run_invert}
-# Method options each task understands, by top-level key of `Job.options`. Empty until methods land; an
-# option nobody reads is refused rather than silently ignored.
+# Options of the built-in tasks, by top-level key of `Job.options` (method tasks declare theirs in
+# `studio.tasks`); an option nobody reads is refused rather than silently ignored.
 _TASK_OPTIONS: dict[str, frozenset[str]] = {"generate": frozenset(), "invert": frozenset()}
 _STEPS_PER_STEP = {"generate": 1, "invert": 2}  # invert runs the schedule twice: inversion, then reconstruction
 
@@ -147,12 +147,19 @@ def run_job(
     from pipelines.backbone import Backbone
     from pipelines.events import Cancelled
 
-    if job.task not in _TASKS:
+    from studio.tasks import method_tasks
+
+    methods = method_tasks()
+    if job.task in methods:
+        method = methods[job.task]
+        run_task, allowed, total = method.run, frozenset({method.options_key}), method.steps(job)
+    elif job.task in _TASKS:
+        run_task, allowed, total = _TASKS[job.task], _TASK_OPTIONS[job.task], job.steps * _STEPS_PER_STEP[job.task]
+    else:
         raise JobSpecError(f"task {job.task!r} is not supported by this studio version")
-    unused = sorted(set(job.options) - _TASK_OPTIONS[job.task])
+    unused = sorted(set(job.options) - allowed)
     if unused:
         raise JobSpecError(f"invalid job: the {job.task} task does not use option(s) {', '.join(unused)}")
-    total = job.steps * _STEPS_PER_STEP[job.task]
     if on_event is not None:
         on_event(RunEvent("load", 0, total))
     pipe = models.get(job.model)
@@ -162,7 +169,7 @@ def run_job(
         raise RunError(f"{job.model}: {exc}") from exc
     progress = _Progress(total, on_event)
     try:
-        return _TASKS[job.task](job, backbone, progress, cancel)
+        return run_task(job, backbone, progress, cancel)
     except Cancelled as exc:
         raise JobCancelledError(f"job cancelled ({exc})") from exc
     except torch.OutOfMemoryError as exc:

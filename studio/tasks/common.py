@@ -1,0 +1,47 @@
+"""Small pieces the method tasks share."""
+
+from __future__ import annotations
+
+import secrets
+from typing import TYPE_CHECKING, Any
+
+from studio.errors import JobSpecError
+
+if TYPE_CHECKING:
+    from pipelines.backbone import Backbone
+    from studio.jobs import Job
+
+
+def seed_of(job: Job) -> int:
+    return job.seed if job.seed is not None else secrets.randbelow(2**32)
+
+
+def generator(seed: int) -> Any:
+    import torch
+
+    return torch.Generator("cpu").manual_seed(seed)
+
+
+def size_of(job: Job, backbone: Backbone, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
+    """(height, width): the job's, else `fallback`, else the model's default; refused if the model can't."""
+    default = fallback or backbone.default_size
+    height, width = job.height or default[0], job.width or default[1]
+    try:
+        backbone.check_size(height, width)
+    except ValueError as exc:
+        raise JobSpecError(f"invalid job for this model: {exc}") from exc
+    return height, width
+
+
+def method_errors(method: str):
+    """Turn a pipeline's ValueError (bad mask, too many references, ...) into a clear job error."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def guard():
+        try:
+            yield
+        except ValueError as exc:
+            raise JobSpecError(f"{method}: {exc}") from exc
+
+    return guard()
