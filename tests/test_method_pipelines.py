@@ -11,7 +11,9 @@ from pipelines.customize import Reference, freecustom
 from pipelines.generate import generate
 from pipelines.mutual import mutual_edit
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
-from pipelines.visctrl import LATER_PASS, visctrl
+from pipelines.visctrl import VisCtrlPass, visctrl
+
+FIRST, LATER = VisCtrlPass(4, 6.0, 0.25), VisCtrlPass(2, 4.0, 0.5)  # the official 10/5 steps, shortened
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +87,15 @@ def test_visctrl_keeps_pixels_outside_the_mask_and_iterations_accumulate(sd15):
     reference = generate(sd15, "a red star", width=64, height=64, **kw).images[0]
     target = generate(sd15, "a blue circle", width=96, height=64, **kw).images[0]
     ref_mask, tgt_mask = box(64, 64, 10, 20, 30, 30), box(64, 96, 20, 30, 30, 40)
-    two = visctrl(sd15, reference, ref_mask, [(target, tgt_mask)], passes=2)
+    two = visctrl(sd15, reference, ref_mask, [(target, tgt_mask)], passes=2, first_pass=FIRST, later_passes=LATER)
     edited, original = np.asarray(two.images[0]).astype(int), np.asarray(target).astype(int)
     outside = tgt_mask.numpy() < 0.5
     assert np.array_equal(edited[outside], original[outside])
     assert np.abs(edited - original)[~outside].mean() > 1.0
     # Pass 2 edits pass 1's output: one pass, then one more "later" pass on its result, gives the same image.
-    one = visctrl(sd15, reference, ref_mask, [(target, tgt_mask)], passes=1)
+    one = visctrl(sd15, reference, ref_mask, [(target, tgt_mask)], passes=1, first_pass=FIRST)
     assert np.array_equal(np.asarray(one.images[0]), np.asarray(two.passes[0][0]))
-    again = visctrl(sd15, reference, ref_mask, [(one.images[0], tgt_mask)], passes=1, first_pass=LATER_PASS)
+    again = visctrl(sd15, reference, ref_mask, [(one.images[0], tgt_mask)], passes=1, first_pass=LATER)
     assert np.array_equal(np.asarray(again.images[0]), np.asarray(two.images[0]))
 
 

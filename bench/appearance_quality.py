@@ -1,0 +1,38 @@
+"""Toyworld quality of mutual self-attention, VisCtrl and FreeCustom, each against its own baseline.
+
+Run: python bench/appearance_quality.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer cases (the sizes the tests pin)")
+    args = parser.parse_args()
+    from pipelines.backbone import Backbone
+    from studio.toyworld import load_toyworld_pipeline
+    from studio.toyworld.method_eval import freecustom_composition, mutual_appearance, visctrl_transfer
+
+    backbone = Backbone.from_pipeline(load_toyworld_pipeline())
+    n = 1 if args.quick else 3
+    start = time.time()
+    rows = [
+        ("mutual", mutual_appearance(backbone, seeds=n), mutual_appearance(backbone, seeds=n, with_method=False),
+         6 * n),
+        ("visctrl", visctrl_transfer(backbone, cases=2 * n), visctrl_transfer(backbone, cases=2 * n, with_method=False),
+         3 * 2 * n),
+        ("freecustom", freecustom_composition(backbone, seeds=8 * n),
+         freecustom_composition(backbone, seeds=8 * n, with_method=False), 8 * n),
+    ]
+    print("toyworld appearance methods: success rate with the method vs the same run without it")
+    for name, method, baseline, cases in rows:
+        print(f"  {name:<11} method {method:6.1%}   baseline {baseline:6.1%}   ({cases} cases)")
+    print(f"({time.time() - start:.0f} s) command: python bench/appearance_quality.py{' --quick' if args.quick else ''}")
+
+
+if __name__ == "__main__":
+    main()
