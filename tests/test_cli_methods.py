@@ -5,24 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from PIL import Image
-from typer.testing import CliRunner
 
 from studio.cli import app
 from studio.jobs import Job
+from tests.test_cli import _restore_cli_env, runner  # noqa: F401 (shared fixtures)
 
 COMMON = ["--model", "tiny-sd15", "--device", "cpu"]
-
-
-@pytest.fixture(autouse=True)
-def _restore_cli_env(monkeypatch):
-    """The CLI sets quiet-logging env defaults for its process; keep them from leaking into other tests."""
-    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
-        monkeypatch.setenv(name, "error" if "VERBOSITY" in name else "1")
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
 
 
 @pytest.fixture

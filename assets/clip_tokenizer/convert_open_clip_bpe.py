@@ -16,18 +16,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP's reversible byte -> printable-unicode table (printable bytes map to themselves)."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    codes = keep[:]
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, (chr(c) for c in codes)))
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # CLIP's byte -> unicode table
 
 
 def convert(wheel: Path, out_dir: Path) -> int:
