@@ -6,7 +6,7 @@ given, runs the UNet through the studio's attention processors with the caller's
 """
 
 from pipelines.backbone import Backbone, PromptEmbeds, UNetConditioning
-from pipelines.events import CancelToken, Cancelled, StepCallback, StepEvent
+from pipelines.events import Cancelled, CancelToken, StepCallback, StepEvent
 from pipelines.generate import generate
 from pipelines.img2img import img2img
 from pipelines.invert import invert

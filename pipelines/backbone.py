@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import PIL.Image
 import torch
@@ -47,12 +47,12 @@ class UNetConditioning:
 class Backbone:
     """The components of a loaded diffusers SD1.x/2.x or SDXL pipeline, behind one family-neutral API."""
 
-    pipe: StableDiffusionPipeline | StableDiffusionXLPipeline
+    pipe: StableDiffusionPipeline | StableDiffusionXLPipeline = field(repr=False)
     is_sdxl: bool
 
     @classmethod
     def from_pipeline(cls, pipe: StableDiffusionPipeline | StableDiffusionXLPipeline) -> Backbone:
-        """Wrap a text-to-image pipeline (the img2img/inpaint variants can be rebuilt as one from `pipe.components`)."""
+        """Wrap a text-to-image pipeline; img2img/inpaint variants can be rebuilt as one from `pipe.components`."""
         if isinstance(pipe, StableDiffusionXLPipeline):
             return cls(pipe, is_sdxl=True)
         if isinstance(pipe, StableDiffusionPipeline):
@@ -108,7 +108,7 @@ class Backbone:
 
     @property
     def prediction_type(self) -> str:
-        """"epsilon" (SD1.x, SDXL), "v_prediction" (SD2.x 768) or "sample", from the scheduler config."""
+        """From the scheduler config: "epsilon" (SD1.x, SDXL), "v_prediction" (SD2.x 768) or "sample"."""
         return self.pipe.scheduler.config.get("prediction_type", "epsilon")
 
     @property
@@ -218,7 +218,7 @@ class Backbone:
         return latents.to(self.dtype)
 
     def decode_latents(self, latents: Tensor) -> Tensor:
-        """Scaled latents (B, C, h, w) -> (B, 3, H, W) in about [-1, 1]; the exact inverse of `encode_images`' scaling."""
+        """Scaled latents (B, C, h, w) -> (B, 3, H, W) in about [-1, 1], undoing `encode_images`' scaling."""
         with self._vae_dtype() as dtype:
             latents = latents.to(self.device, dtype)
             latents_mean, latents_std = self._latent_stats(latents)

@@ -49,7 +49,8 @@ def generate(
     prompts = as_list(prompt, "prompt")
     negatives = negatives_for(negative_prompt, len(prompts))
     default_h, default_w = backbone.default_size
-    height, width = height or default_h, width or default_w
+    height = default_h if height is None else height
+    width = default_w if width is None else width
     latent_h, latent_w = backbone.latent_size(height, width)
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")

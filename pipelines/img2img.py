@@ -51,15 +51,14 @@ def img2img(
         images = images * len(prompts)
     if len(images) != len(prompts):
         raise ValueError(f"got {len(images)} images for {len(prompts)} prompts; pass one, or one per prompt")
-    height, width = height or images[0].height, width or images[0].width
+    height = images[0].height if height is None else height
+    width = images[0].width if width is None else width
     latent_h, latent_w = backbone.latent_size(height, width)
     if not 0.0 < strength <= 1.0:
         raise ValueError(f"strength must be in (0, 1], got {strength}")
     start_steps = min(int(num_inference_steps * strength), num_inference_steps)
     if start_steps < 1:
-        raise ValueError(
-            f"strength {strength} with {num_inference_steps} steps runs no step; raise either of them"
-        )
+        raise ValueError(f"strength {strength} with {num_inference_steps} steps runs no step; raise either of them")
     cfg = guidance_scale > 1.0
 
     # 2. encode

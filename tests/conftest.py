@@ -17,6 +17,11 @@ import pytest
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    # The tiny models' ops are too small to split across threads: one thread is as fast alone and far
+    # faster when the two cores are shared.
+    import torch
+
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")
