@@ -259,3 +259,32 @@ def test_peft_lora_changes_output_identically_under_studio_and_stock(tmp_path):
     assert (lora_stock - base_stock).abs().max() > 1e-3  # the LoRA really acts
     torch.testing.assert_close(lora_ours - base_ours, lora_stock - base_stock, atol=1e-5, rtol=0)
     torch.testing.assert_close(lora_ours, lora_stock, atol=1e-5, rtol=0)
+
+
+def _appearance_controls_selecting_nothing():
+    from attention_processors import SiteFilter
+    from attention_processors.multi_reference import MultiReferenceSelfAttention
+    from attention_processors.mutual_self_attention import MutualSelfAttention
+    from attention_processors.visctrl import FeatureGradualSampling
+
+    nowhere = SiteFilter(names=())
+    never = StepWindow(1.0, 1.0)
+    mask = torch.ones(8, 8)
+    return [
+        MutualSelfAttention(sites=nowhere),
+        MutualSelfAttention(steps=never),
+        MultiReferenceSelfAttention(masks=[mask], sites=nowhere),
+        MultiReferenceSelfAttention(masks=[mask], steps=never),
+        FeatureGradualSampling(steps=never),
+    ]
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_appearance_controls_that_select_nothing_give_the_stock_output(family, request):
+    pipe = request.getfixturevalue(family)
+    inputs = unet_inputs(pipe, batch=4)
+    layout = BatchLayout.without_cfg(["source", "target", "reference", "target"])
+    expected = stock_output(pipe.unet, inputs)
+    for control in _appearance_controls_selecting_nothing():
+        got = studio_output(pipe.unet, inputs, [control], layout)
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=lambda m: f"{type(control).__name__}: {m}")

@@ -105,3 +105,12 @@ def test_visctrl_rejects_bad_masks(sd15):
         visctrl(sd15, image, torch.ones(32, 32), [(image, torch.ones(64, 64))])
     with pytest.raises(ValueError, match="empty"):
         visctrl(sd15, image, torch.ones(64, 64), [(image, torch.zeros(64, 64))])
+
+
+def test_visctrl_on_sdxl_keeps_pixels_outside_the_mask(sdxl):
+    image = generate(sdxl, "a red star", num_inference_steps=2, width=64, height=64, generator=seeded(1)).images[0]
+    mask = box(64, 64, 16, 16, 32, 32)
+    out = visctrl(sdxl, image, mask, [(image.transpose(0), mask.flip(1))], first_pass=FIRST, crop=False)
+    edited, original = np.asarray(out.images[0]).astype(int), np.asarray(image.transpose(0)).astype(int)
+    outside = mask.flip(1).numpy() < 0.5
+    assert np.array_equal(edited[outside], original[outside])
