@@ -155,3 +155,40 @@ def mutual_appearance(backbone, seeds: int = 2, steps: int = 25, with_method: bo
             hits += d is not None and d.color == color and d.pattern == pattern and d.position == "on the left"
             total += 1
     return hits / total
+
+
+VIEW_POSITIONS = ("in the center", "on the left", "at the top", "on the right")
+
+
+def fgs_consistency(backbone, alpha: float, concept_name: str = "twotone_star", objects: int = 3,
+                    views: int = 3) -> tuple[float, float]:
+    """Cross-view consistency of VisCtrl over several views of one object, with FGS weight `alpha`.
+
+    Views are the same target object rendered at different positions. Returns (share of view pairs whose
+    detected colour and pattern agree, mean pairwise distance of the objects' mean RGB in 0..1); alpha = 0
+    edits the views independently (plain VisCtrl in one batch).
+    """
+    from itertools import combinations
+
+    from pipelines.visctrl import visctrl
+
+    info = concept(concept_name)
+    agree, pairs, distance = 0, 0, 0.0
+    for i in range(objects):
+        reference, ref_mask = _render_pair(info, "reference", i)
+        shape, color = VISCTRL_TARGETS[i % len(VISCTRL_TARGETS)]
+        targets, masks = [], []
+        for position in VIEW_POSITIONS[:views]:
+            scene = render(SceneSpec((make_object(shape, color, "plain", "large", position),), Background("plain", "gray")))
+            masks.append(scene.objects[0].mask)
+            targets.append((Image.fromarray(scene.image), torch.from_numpy(masks[-1].astype(np.float32))))
+        out = visctrl(backbone, reference, ref_mask, targets, crop=False, alpha=alpha)
+        found = [_object_under(image, mask) for image, mask in zip(out.images, masks)]
+        means = [np.asarray(image, np.float32)[mask].mean(0) / 255 for image, mask in zip(out.images, masks)]
+        for a, b in combinations(range(views), 2):
+            same = found[a] is not None and found[b] is not None and (found[a].color, found[a].pattern) == (
+                found[b].color, found[b].pattern)
+            agree += same
+            distance += float(np.abs(means[a] - means[b]).mean())
+            pairs += 1
+    return agree / pairs, distance / pairs
