@@ -1,0 +1,138 @@
+"""Reproducible trainer for the bundled toyworld model: CLIP -> VAE -> UNet, then the diffusers layout.
+
+    python -m studio.toyworld.train --out assets/toyworld --overwrite
+
+Stages: CLIP (contrastive) -> VAE (joint) -> UNet (on the frozen encoder's latents) -> VAE decoder
+fine-tune (encoder frozen, so the UNet's latent space is unchanged; see train_decoder.py).
+
+Why this shape: every stage is seeded from --seed (numpy and torch Generators, no global seeding of
+library code) and runs a fixed number of steps; an optional per-stage minute budget caps wall time on
+slow machines (the report records the steps actually run). A partial model is written after the VAE
+stage and refreshed every few minutes during UNet training, with training_report.json beside it.
+The trainer refuses to write into a folder that already holds a model unless --overwrite is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from .data import build_scene_set
+from .export import save_pipeline, save_unet_atomically, split_clip
+from .models import build_clip, build_unet, build_vae
+from .tokenizer_build import write_tokenizer_files
+from .train_clip import train_clip
+from .train_decoder import save_vae_atomically, train_decoder
+from .train_unet import train_unet
+from .train_vae import encode_all, reconstruction_psnr, train_vae
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", type=Path, default=Path("assets/toyworld"))
+    p.add_argument("--overwrite", action="store_true", help="allow replacing an existing model in --out")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scenes", type=int, default=24000)
+    p.add_argument("--clip-steps", type=int, default=1200)
+    p.add_argument("--clip-batch", type=int, default=96)
+    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-batch", type=int, default=24)
+    p.add_argument("--unet-steps", type=int, default=8000)
+    p.add_argument("--unet-batch", type=int, default=32)
+    p.add_argument("--unet-lr", type=float, default=5e-4)
+    p.add_argument("--decoder-steps", type=int, default=3000)
+    p.add_argument("--decoder-minutes", type=float, default=float("inf"))
+    p.add_argument("--clip-minutes", type=float, default=float("inf"))
+    p.add_argument("--vae-minutes", type=float, default=float("inf"))
+    p.add_argument("--unet-minutes", type=float, default=float("inf"))
+    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = parse_args(argv)
+    out: Path = args.out
+    if (out / "model_index.json").exists() and not args.overwrite:
+        raise SystemExit(f"{out} already holds a model; pass --overwrite to replace it")
+    out.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    log_path = out / "training_log.txt"
+    log_file = log_path.open("w")
+
+    def log(msg: str) -> None:
+        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
+        print(line, flush=True)
+        log_file.write(line + "\n")
+        log_file.flush()
+
+    report: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+                    "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
+                    "status": "running"}
+
+    def write_report() -> None:
+        report["total_seconds"] = time.time() - t0
+        report["total_cpu_seconds"] = time.process_time() - c0  # wall time overstates it on a shared machine
+        (out / "training_report.json").write_text(json.dumps(report, indent=1, default=str))
+
+    t0, c0 = time.time(), time.process_time()
+    tokenizer = write_tokenizer_files(out / "tokenizer")
+    data = build_scene_set(args.scenes, args.seed)
+    report["scenes"] = {"count": len(data), "seconds": time.time() - t0}
+    log(f"rendered {len(data)} scenes in {time.time() - t0:.0f}s")
+
+    # Module init draws from torch's global RNG; seed it inside a fork so the caller's RNG state is untouched.
+    with torch.random.fork_rng():
+        torch.manual_seed(args.seed)
+        clip = build_clip(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
+        vae = build_vae()
+        unet = build_unet()
+
+    report["clip"] = train_clip(clip, tokenizer, data, steps=args.clip_steps, batch=args.clip_batch, lr=5e-4,
+                                seed=args.seed + 1, max_seconds=args.clip_minutes * 60, log=log)
+    write_report()
+    report["vae"] = train_vae(vae, data, steps=args.vae_steps, batch=args.vae_batch, lr=1e-3, seed=args.seed + 2,
+                              max_seconds=args.vae_minutes * 60, log=log)
+    mean, std = encode_all(vae, data)
+    scaling = float(1.0 / (mean.std().item() + 1e-6))  # SD's convention: unit-variance latents after scaling
+    vae.register_to_config(scaling_factor=scaling)
+    report["vae"].update(scaling_factor=scaling, psnr_db=reconstruction_psnr(vae, data))
+    log(f"vae scaling factor {scaling:.4f}, reconstruction PSNR {report['vae']['psnr_db']:.2f} dB")
+    save_pipeline(out, clip=clip, tokenizer=tokenizer, vae=vae, unet=unet)
+    write_report()
+
+    text_encoder, _ = split_clip(clip)
+    text_encoder.requires_grad_(False)
+
+    def checkpoint(ema_unet, unet_report: dict) -> None:
+        save_unet_atomically(out, ema_unet)
+        report["unet"] = unet_report
+        write_report()
+        log(f"checkpoint at unet step {unet_report['steps']}")
+
+    ema, report["unet"] = train_unet(
+        unet, text_encoder, tokenizer, data, mean, std, scaling, steps=args.unet_steps, batch=args.unet_batch,
+        lr=args.unet_lr, seed=args.seed + 3, max_seconds=args.unet_minutes * 60, log=log, checkpoint=checkpoint,
+    )
+    save_unet_atomically(out, ema)
+    write_report()
+    if args.decoder_steps > 0:
+        report["decoder"] = train_decoder(vae, data, steps=args.decoder_steps, batch=args.vae_batch, lr=1e-3,
+                                          seed=args.seed + 4, max_seconds=args.decoder_minutes * 60, log=log)
+        report["decoder"]["psnr_db"] = reconstruction_psnr(vae, data)
+        log(f"decoder fine-tuned: reconstruction PSNR {report['decoder']['psnr_db']:.2f} dB")
+        save_vae_atomically(out, vae)
+    report["status"] = "done"
+    write_report()
+    log(f"done in {time.time() - t0:.0f}s")
+    log_file.close()
+    return report
+
+
+if __name__ == "__main__":
+    main()

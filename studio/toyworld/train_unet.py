@@ -1,0 +1,94 @@
+"""Stage 3: the UNet, trained with SD's DDPM epsilon objective on frozen VAE latents and text states.
+
+Choices and why: scaled-linear betas (SD's schedule, so DDIM/inversion code sees SD's noise levels);
+10% caption dropout to the empty prompt (what the pipeline encodes for classifier-free guidance);
+min-SNR-5 loss weighting and an EMA of the weights, both of which speed up short runs.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+from diffusers import DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTextModel, CLIPTokenizer
+
+from .data import SceneSet
+
+CAPTION_DROPOUT = 0.1
+MIN_SNR_GAMMA = 5.0
+
+
+@torch.no_grad()
+def encode_text(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
+    """(B, 77, D) last hidden states, exactly as StableDiffusionPipeline.encode_prompt builds them."""
+    ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                    return_tensors="pt").input_ids
+    return text_encoder(ids)[0]
+
+
+def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
+               data: SceneSet, latent_mean: torch.Tensor, latent_std: torch.Tensor, scaling_factor: float, *,
+               steps: int, batch: int, lr: float, seed: int, max_seconds: float, log: Callable[[str], None],
+               checkpoint: Callable[[UNet2DConditionModel, dict], None], checkpoint_seconds: float = 300.0,
+               ema_decay: float = 0.999) -> tuple[UNet2DConditionModel, dict]:
+    """Returns the EMA UNet and a report. `checkpoint(ema_unet, report)` is called periodically."""
+    rng = np.random.default_rng(seed)
+    gen = torch.Generator().manual_seed(seed)
+    noise_sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                                num_train_timesteps=1000)
+    acp = noise_sched.alphas_cumprod  # (1000,)
+    snr = acp / (1 - acp)
+    loss_weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr  # (1000,) min-SNR for epsilon prediction
+
+    ema = copy.deepcopy(unet).eval().requires_grad_(False)
+    opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
+    start = time.time()
+
+    def progress(step: int) -> float:
+        return max(step / steps, (time.time() - start) / max_seconds)
+
+    unet.train()
+    history: list[float] = []
+    report: dict = {}
+    last_ckpt = start
+    step = 0
+    for step in range(steps):
+        frac = progress(step)
+        for g in opt.param_groups:
+            g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
+        idx = rng.choice(len(data), size=batch, replace=False)
+        prompts = ["" if rng.random() < CAPTION_DROPOUT else c for c in data.captions(idx, rng)]
+        cond = encode_text(text_encoder, tokenizer, prompts)  # (B, 77, D)
+        idx_t = torch.from_numpy(idx)
+        eps0 = torch.randn(latent_mean[idx_t].shape, generator=gen)
+        z0 = (latent_mean[idx_t] + latent_std[idx_t] * eps0) * scaling_factor  # (B, 4, 16, 16)
+        noise = torch.randn(z0.shape, generator=gen)
+        t = torch.randint(0, 1000, (batch,), generator=gen)
+        zt = noise_sched.add_noise(z0, noise, t)
+        pred = unet(zt, t, cond).sample
+        loss = (loss_weight[t].view(-1, 1, 1, 1) * (pred - noise).pow(2)).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        decay = min(ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            torch._foreach_lerp_(list(ema.parameters()), list(unet.parameters()), 1 - decay)
+        history.append(loss.item())
+        if step % 25 == 0:
+            log(f"unet step {step} loss {np.mean(history[-100:]):.4f} lr {opt.param_groups[0]['lr']:.2e} "
+                f"({time.time() - start:.0f}s)")
+        report = {"steps": step + 1, "seconds": time.time() - start, "loss_first": history[0],
+                  "loss_last100": float(np.mean(history[-100:])), "loss_curve": history[::25]}
+        if time.time() - last_ckpt > checkpoint_seconds:
+            checkpoint(ema, report)
+            last_ckpt = time.time()
+        if time.time() - start > max_seconds:
+            log(f"unet: time budget reached at step {step}")
+            break
+    unet.eval()
+    return ema, report

@@ -1,0 +1,118 @@
+"""The bundled toyworld model: layout, offline loading, clear errors for bad folders, trainer safety."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+
+from studio.toyworld import load_toyworld_pipeline, toyworld_path
+from studio.toyworld.loader import ToyworldModelError, check_model_folder, load_clip
+from studio.toyworld.train import main as train_main
+
+MODEL = toyworld_path()
+
+
+def test_bundled_layout_is_safetensors_only_and_small():
+    files = [p for p in MODEL.rglob("*") if p.is_file() and "concepts" not in p.parts]
+    names = {p.relative_to(MODEL).as_posix() for p in files}
+    for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler", "image_encoder", "feature_extractor"):
+        assert any(n.startswith(sub + "/") for n in names), sub
+    assert not [n for n in names if n.endswith((".bin", ".pt", ".pth", ".ckpt", ".pkl"))]
+    assert sum(p.stat().st_size for p in MODEL.rglob("*") if p.is_file()) <= 50 * 1024 * 1024
+    index = json.loads((MODEL / "model_index.json").read_text())
+    assert index["requires_safety_checker"] is False and index["safety_checker"] == [None, None]
+
+
+def test_loads_offline_with_the_real_classes():
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    pipe = StableDiffusionPipeline.from_pretrained(str(MODEL), local_files_only=True)
+    assert isinstance(pipe.unet, UNet2DConditionModel) and isinstance(pipe.vae, AutoencoderKL)
+    assert isinstance(pipe.text_encoder, CLIPTextModel) and isinstance(pipe.tokenizer, CLIPTokenizer)
+    assert isinstance(pipe.image_encoder, CLIPVisionModelWithProjection)
+    assert isinstance(pipe.scheduler, DDIMScheduler)
+    cfg = pipe.scheduler.config
+    assert (cfg.beta_schedule, cfg.beta_start, cfg.beta_end, cfg.num_train_timesteps) == ("scaled_linear", 0.00085,
+                                                                                         0.012, 1000)
+    assert cfg.clip_sample is False and cfg.set_alpha_to_one is False and cfg.steps_offset == 1
+    assert pipe.unet.config.cross_attention_dim == pipe.text_encoder.config.hidden_size
+    assert pipe.tokenizer.model_max_length == 77 == pipe.text_encoder.config.max_position_embeddings
+    assert 2 ** (len(pipe.vae.config.block_out_channels) - 1) == 4
+    # Cross-attention at two or more resolutions, self- then cross-attention per transformer block.
+    cross = {n.split(".attentions")[0] for n, _ in pipe.unet.named_modules() if n.endswith("attn2")}
+    assert len([n for n in cross if n.startswith(("down_blocks", "up_blocks"))]) >= 4 and any("mid" in n for n in cross)
+    out = pipe("a red circle in the center", num_inference_steps=2, height=64, width=64,
+               generator=torch.Generator().manual_seed(0), output_type="np").images
+    assert out.shape == (1, 64, 64, 3)
+
+
+def test_loader_helper_and_clip_load():
+    pipe = load_toyworld_pipeline()
+    assert pipe.image_encoder.config.image_size == 64
+    clip = load_clip(MODEL)
+    assert clip.config.projection_dim == pipe.image_encoder.config.projection_dim
+
+
+@pytest.fixture
+def model_copy(tmp_path):
+    dst = tmp_path / "toyworld"
+    shutil.copytree(MODEL, dst, ignore=shutil.ignore_patterns("concepts"))
+    return dst
+
+
+def test_missing_file_is_named(model_copy):
+    (model_copy / "unet" / "diffusion_pytorch_model.safetensors").unlink()
+    with pytest.raises(ToyworldModelError, match="unet/diffusion_pytorch_model.safetensors"):
+        load_toyworld_pipeline(model_copy)
+
+
+def test_truncated_weights_are_named(model_copy):
+    f = model_copy / "vae" / "diffusion_pytorch_model.safetensors"
+    f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
+    with pytest.raises(ToyworldModelError, match="vae/diffusion_pytorch_model.safetensors"):
+        check_model_folder(model_copy)
+
+
+def test_garbage_weights_are_named(model_copy):
+    (model_copy / "text_encoder" / "model.safetensors").write_bytes(b"not a safetensors file at all")
+    with pytest.raises(ToyworldModelError, match="text_encoder/model.safetensors"):
+        check_model_folder(model_copy)
+
+
+def test_corrupt_config_is_named(model_copy):
+    (model_copy / "unet" / "config.json").write_text("{not json")
+    with pytest.raises(ToyworldModelError, match="unet/config.json"):
+        check_model_folder(model_copy)
+
+
+def test_missing_folder():
+    with pytest.raises(ToyworldModelError, match="not found"):
+        check_model_folder(MODEL.parent / "does-not-exist")
+
+
+def test_trainer_refuses_to_overwrite_a_model(tmp_path):
+    (tmp_path / "model_index.json").write_text("{}")
+    with pytest.raises(SystemExit, match="--overwrite"):
+        train_main(["--out", str(tmp_path)])
+    assert (tmp_path / "model_index.json").read_text() == "{}"
+
+
+@pytest.mark.slow
+def test_tiny_training_run_writes_a_loadable_model(tmp_path):
+    """The whole chain at toy scale: CLIP -> VAE -> UNet, then the diffusers layout and a report."""
+    out = tmp_path / "tw"
+    args = ["--out", str(out), "--scenes", "64", "--clip-steps", "2", "--clip-batch", "16", "--vae-steps", "2",
+            "--vae-batch", "4", "--unet-steps", "2", "--unet-batch", "4", "--decoder-steps", "2"]
+    report = train_main(args)
+    assert report["status"] == "done"
+    assert report["unet"]["steps"] == 2 and report["decoder"]["steps"] == 2 and report["vae"]["scaling_factor"] > 0
+    saved = json.loads((out / "training_report.json").read_text())
+    assert saved["status"] == "done" and "loss_first" in saved["clip"]
+    check_model_folder(out, with_clip=True)
+    pipe = load_toyworld_pipeline(out)
+    assert pipe.vae.config.scaling_factor == pytest.approx(report["vae"]["scaling_factor"])
