@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1000, help="image i uses seed + i")
     p.add_argument("--engine", choices=("diffusers", "studio"), default="diffusers")
     p.add_argument("--threads", type=int, default=0,
-                   help="torch threads (0: torch's default); 1 is much faster on a 2-core machine shared with other jobs")
+                   help="torch threads (0: torch's default); 1 is much faster on a busy shared 2-core machine")
     p.add_argument("--json", type=Path, help="also write the table as JSON here")
     p.add_argument("--save-grid", type=Path, help="write a PNG grid of the first 32 single-object images")
     args = p.parse_args()

@@ -70,7 +70,9 @@ def test_twotone_is_recognised_when_allowed():
 
 
 def test_empty_background_gives_no_objects():
-    for bg in (Background("plain", "white"), Background("gradient", "black", "white"), Background("noise", "gray", None, 3)):
+    backgrounds = (Background("plain", "white"), Background("gradient", "black", "white"),
+                   Background("noise", "gray", None, 3))
+    for bg in backgrounds:
         found = detect(render(SceneSpec((), bg)).image)
         assert found.objects == ()
         assert found.background.kind == bg.kind

@@ -1,8 +1,6 @@
-"""The quality evaluation and demo plumbing (against the oracle renderer), and the pinned model sample."""
+"""The quality evaluation and demo plumbing, checked against the oracle renderer (the world itself)."""
 
 from __future__ import annotations
-
-import pytest
 
 from studio.toyworld.captions import parse_caption
 from studio.toyworld.demo import DEMO_PROMPTS, run_demo

@@ -50,6 +50,7 @@ def clip_t(clip, tokenizer, images: Sequence[np.ndarray | Image.Image], texts: S
     return (image_embeddings(clip, images) * text_embeddings(clip, tokenizer, texts)).sum(-1).numpy()
 
 
-def clip_i(clip, images: Sequence[np.ndarray | Image.Image], references: Sequence[np.ndarray | Image.Image]) -> np.ndarray:
+def clip_i(clip, images: Sequence[np.ndarray | Image.Image],
+           references: Sequence[np.ndarray | Image.Image]) -> np.ndarray:
     """(B,) cosine between each image and its reference image."""
     return (image_embeddings(clip, images) * image_embeddings(clip, references)).sum(-1).numpy()

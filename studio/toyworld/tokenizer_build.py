@@ -25,7 +25,8 @@ MAX_LENGTH = 77
 
 def bytes_to_unicode() -> dict[int, str]:
     """CLIP's reversible byte -> printable-unicode table."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    keep += list(range(ord("®"), ord("ÿ") + 1))
     codes = keep[:]
     extra = 0
     for b in range(256):

@@ -50,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-minutes", type=float, default=float("inf"))
     p.add_argument("--vae-minutes", type=float, default=float("inf"))
     p.add_argument("--unet-minutes", type=float, default=float("inf"))
-    p.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (0: torch's default); 1 is much faster on a busy shared 2-core machine")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     return p.parse_args(argv)
 
 
@@ -92,6 +94,9 @@ def main(argv: list[str] | None = None) -> dict:
         clip = build_clip(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id)
         vae = build_vae()
         unet = build_unet()
+    device = torch.device(args.device)
+    clip, vae, unet = clip.to(device), vae.to(device), unet.to(device)
+    report["device"] = str(device)
 
     report["clip"] = train_clip(clip, tokenizer, data, steps=args.clip_steps, batch=args.clip_batch, lr=5e-4,
                                 seed=args.seed + 1, max_seconds=args.clip_minutes * 60, log=log)
@@ -107,7 +112,7 @@ def main(argv: list[str] | None = None) -> dict:
     write_report()
 
     text_encoder, _ = split_clip(clip)
-    text_encoder.requires_grad_(False)
+    text_encoder = text_encoder.to(device).requires_grad_(False)
 
     def checkpoint(ema_unet, unet_report: dict) -> None:
         save_unet_atomically(out, ema_unet)

@@ -18,6 +18,7 @@ def train_clip(model: CLIPModel, tokenizer: CLIPTokenizer, data: SceneSet, *, st
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.1)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 100) * max(0.05, 1 - s / steps))
     model.train()
+    dev = model.logit_scale.device
     history, start, step = [], time.time(), 0
     for step in range(steps):
         idx = rng.choice(len(data), size=batch, replace=False)
@@ -25,7 +26,8 @@ def train_clip(model: CLIPModel, tokenizer: CLIPTokenizer, data: SceneSet, *, st
         # are the same as with 77-token padding, at a third of the cost.
         tokens = tokenizer(data.captions(idx, rng), padding="longest", max_length=tokenizer.model_max_length,
                            truncation=True, return_tensors="pt")
-        out = model(input_ids=tokens.input_ids, pixel_values=to_clip_input(data.images[idx]), return_loss=True)
+        out = model(input_ids=tokens.input_ids.to(dev), pixel_values=to_clip_input(data.images[idx]).to(dev),
+                    return_loss=True)
         opt.zero_grad(set_to_none=True)
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -34,6 +34,7 @@ def train_decoder(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int,
     for p in params:
         p.requires_grad_(True)
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    dev = next(vae.parameters()).device
     start = time.time()
     history: list[float] = []
     step = 0
@@ -42,8 +43,9 @@ def train_decoder(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int,
         for g in opt.param_groups:
             g["lr"] = lr * min(1.0, (step + 1) / 50) * (0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(frac, 1.0))))
         idx = rng.choice(len(data), size=batch, replace=False)
-        x = to_unit_range(data.images[idx])  # (B, 3, H, W)
-        weight = 1.0 + OBJECT_WEIGHT * torch.from_numpy(data.object_masks[idx]).float()[:, None]  # (B, 1, H, W)
+        x = to_unit_range(data.images[idx]).to(dev)  # (B, 3, H, W)
+        masks = torch.from_numpy(data.object_masks[idx]).float()[:, None].to(dev)  # (B, 1, H, W)
+        weight = 1.0 + OBJECT_WEIGHT * masks
         with torch.no_grad():
             z = vae.encode(x).latent_dist.sample(generator=gen)  # (B, 4, h, w)
         err = vae.decode(z).sample - x
@@ -84,6 +86,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--minutes", type=float, default=float("inf"))
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = p.parse_args(argv)
     if not args.overwrite:
         raise SystemExit(f"this replaces {args.model / 'vae'}; pass --overwrite to proceed")
@@ -99,6 +102,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     t0, c0 = time.time(), time.process_time()
     vae = AutoencoderKL.from_pretrained(str(args.model / "vae"), local_files_only=True, use_safetensors=True)
+    vae = vae.to(torch.device(args.device))
     data = build_scene_set(args.scenes, args.seed)
     before = reconstruction_psnr(vae, data)
     log(f"rendered {len(data)} scenes; reconstruction PSNR before {before:.2f} dB")

@@ -27,7 +27,7 @@ def encode_text(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: 
     """(B, 77, D) last hidden states, exactly as StableDiffusionPipeline.encode_prompt builds them."""
     ids = tokenizer(prompts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids
-    return text_encoder(ids)[0]
+    return text_encoder(ids.to(text_encoder.device))[0]
 
 
 def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
@@ -42,7 +42,8 @@ def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenize
                                 num_train_timesteps=1000)
     acp = noise_sched.alphas_cumprod  # (1000,)
     snr = acp / (1 - acp)
-    loss_weight = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr  # (1000,) min-SNR for epsilon prediction
+    dev = next(unet.parameters()).device
+    loss_weight = (torch.clamp(snr, max=MIN_SNR_GAMMA) / snr).to(dev)  # (1000,) min-SNR for epsilon prediction
 
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     opt = torch.optim.AdamW(unet.parameters(), lr=lr, weight_decay=0.01)
@@ -68,6 +69,8 @@ def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenize
         z0 = (latent_mean[idx_t] + latent_std[idx_t] * eps0) * scaling_factor  # (B, 4, 16, 16)
         noise = torch.randn(z0.shape, generator=gen)
         t = torch.randint(0, 1000, (batch,), generator=gen)
+        # All noise is drawn on the CPU from one Generator, so a GPU run sees the same draws.
+        z0, noise, t = z0.to(dev), noise.to(dev), t.to(dev)
         zt = noise_sched.add_noise(z0, noise, t)
         pred = unet(zt, t, cond).sample
         loss = (loss_weight[t].view(-1, 1, 1, 1) * (pred - noise).pow(2)).mean()

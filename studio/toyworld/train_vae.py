@@ -22,11 +22,13 @@ def train_vae(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int, lr:
     opt = torch.optim.AdamW(vae.parameters(), lr=lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 50) * max(0.1, 1 - s / steps))
     vae.train()
+    dev = next(vae.parameters()).device
     history, start, step = [], time.time(), 0
     for step in range(steps):
         idx = rng.choice(len(data), size=batch, replace=False)
-        x = to_unit_range(data.images[idx])  # (B, 3, H, W)
-        weight = 1.0 + OBJECT_WEIGHT * torch.from_numpy(data.object_masks[idx]).float()[:, None]  # (B, 1, H, W)
+        x = to_unit_range(data.images[idx]).to(dev)  # (B, 3, H, W)
+        masks = torch.from_numpy(data.object_masks[idx]).float()[:, None].to(dev)  # (B, 1, H, W)
+        weight = 1.0 + OBJECT_WEIGHT * masks
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample(generator=gen)).sample  # (B, 3, H, W)
         err = rec - x
@@ -50,17 +52,18 @@ def train_vae(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int, lr:
 @torch.no_grad()
 def encode_all(vae: AutoencoderKL, data: SceneSet, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every scene: (N, C, h, w) each, so UNet training never runs the encoder."""
+    dev = next(vae.parameters()).device
     means, stds = [], []
     for i in range(0, len(data), batch):
-        dist = vae.encode(to_unit_range(data.images[i : i + batch])).latent_dist
-        means.append(dist.mean)
-        stds.append(dist.std)
+        dist = vae.encode(to_unit_range(data.images[i : i + batch]).to(dev)).latent_dist
+        means.append(dist.mean.cpu())
+        stds.append(dist.std.cpu())
     return torch.cat(means), torch.cat(stds)
 
 
 @torch.no_grad()
 def reconstruction_psnr(vae: AutoencoderKL, data: SceneSet, n: int = 256) -> float:
-    x = to_unit_range(data.images[-n:])
+    x = to_unit_range(data.images[-n:]).to(next(vae.parameters()).device)
     rec = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
     mse = ((rec - x) / 2).pow(2).mean().item()
     return float(10 * np.log10(1.0 / max(mse, 1e-12)))
