@@ -15,26 +15,13 @@ import json
 from pathlib import Path
 
 from transformers import CLIPTokenizer
+from transformers.convert_slow_tokenizer import bytes_to_unicode  # CLIP's byte -> unicode table
 
 from .vocab import GRAMMAR_WORDS
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"
 MAX_LENGTH = 77
-
-
-def bytes_to_unicode() -> dict[int, str]:
-    """CLIP's reversible byte -> printable-unicode table."""
-    keep = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    keep += list(range(ord("®"), ord("ÿ") + 1))
-    codes = keep[:]
-    extra = 0
-    for b in range(256):
-        if b not in keep:
-            keep.append(b)
-            codes.append(256 + extra)
-            extra += 1
-    return dict(zip(keep, (chr(c) for c in codes)))
 
 
 def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
