@@ -130,16 +130,7 @@ def open_image(
 
     Raises the `ImageError` subclasses for empty, unknown, unsupported, truncated and oversized input.
     """
-    if isinstance(source, bytes):
-        image = _decode(io.BytesIO(source), "image", max_pixels, max_side)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise NotAnImageError(f"{path.name}: no such file")
-        with path.open("rb") as stream:
-            image = _decode(stream, path.name, max_pixels, max_side)
-    upright = ImageOps.exif_transpose(image)
-    rgb = _flatten_to_rgb(upright)
+    rgb = _flatten_to_rgb(open_image_channels(source, max_pixels=max_pixels, max_side=max_side))
     rgb.info = {}  # never carry input EXIF/ICC/text into anything we later save
     return rgb
 
@@ -196,20 +187,23 @@ def save_png(image: Image.Image, path: str | os.PathLike[str], text: Mapping[str
 
 
 def open_image_channels(
-    source: str | os.PathLike[str] | bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS
+    source: str | os.PathLike[str] | bytes,
+    *,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    max_side: int = DEFAULT_MAX_SIDE,
 ) -> Image.Image:
     """Like `open_image`, but keeps the decoded mode (L, LA, RGBA, ...) instead of flattening to RGB.
 
     Masks need this: a transparent-background RGBA mask flattened onto white would turn all foreground.
     """
     if isinstance(source, bytes):
-        image = _decode(io.BytesIO(source), "image", max_pixels, DEFAULT_MAX_SIDE)
+        image = _decode(io.BytesIO(source), "image", max_pixels, max_side)
     else:
         path = Path(source)
         if not path.is_file():
             raise NotAnImageError(f"{path.name}: no such file")
         with path.open("rb") as stream:
-            image = _decode(stream, path.name, max_pixels, DEFAULT_MAX_SIDE)
+            image = _decode(stream, path.name, max_pixels, max_side)
     upright = ImageOps.exif_transpose(image)
     upright.info = {}
     return upright

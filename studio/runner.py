@@ -11,15 +11,15 @@ CPU `torch.Generator` seeded with the job's seed, so a seed means the same noise
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from studio.errors import JobCancelledError, JobSpecError, RunError
 from studio.jobs import Job
 from studio.model_cache import ModelCache
+from studio.tasks.common import generator, seed_of, size_of
 
 if TYPE_CHECKING:
     from PIL import Image
@@ -70,27 +70,11 @@ class _Progress:
         self.on_event(RunEvent(event.branch, self.done, self.total, eta, event.latents))
 
 
-def _resolve_size(job: Job, backbone: Backbone, fallback: tuple[int, int]) -> tuple[int, int]:
-    """(height, width): the job's, else `fallback`; refused clearly if the model cannot make that size."""
-    height, width = job.height or fallback[0], job.width or fallback[1]
-    try:
-        backbone.check_size(height, width)
-    except ValueError as exc:
-        raise JobSpecError(f"invalid job for this model: {exc}") from exc
-    return height, width
-
-
-def _generator(seed: int) -> Any:
-    import torch
-
-    return torch.Generator("cpu").manual_seed(seed)
-
-
 def _run_generate(job: Job, backbone: Backbone, progress: _Progress, cancel: CancelToken | None) -> JobResult:
     from pipelines.generate import generate
 
-    seed = job.seed if job.seed is not None else secrets.randbelow(2**32)
-    height, width = _resolve_size(job, backbone, backbone.default_size)
+    seed = seed_of(job)
+    height, width = size_of(job, backbone)
     output = generate(
         backbone,
         job.prompt,
@@ -99,7 +83,7 @@ def _run_generate(job: Job, backbone: Backbone, progress: _Progress, cancel: Can
         guidance_scale=job.guidance,
         width=width,
         height=height,
-        generator=_generator(seed),
+        generator=generator(seed),
         on_step=progress,
         cancel=cancel,
     )
@@ -113,7 +97,7 @@ def _run_invert(job: Job, backbone: Backbone, progress: _Progress, cancel: Cance
     assert job.image is not None  # the Job validator guarantees it for this task
     source = open_image(job.image)
     fallback = _floor_size(source.height, source.width, backbone.size_multiple)
-    height, width = _resolve_size(job, backbone, fallback)
+    height, width = size_of(job, backbone, fallback)
     reconstruction, metrics = invert_and_reconstruct(
         backbone, source, job, height=height, width=width, on_step=progress, cancel=cancel
     )
