@@ -54,9 +54,7 @@ class AttentionCall:
     @property
     def layout(self) -> BatchLayout:
         if self.state.layout is None:
-            raise ValueError(
-                f"attention control at {self.site.name} needs a batch layout, but the pipeline set none"
-            )
+            raise ValueError(f"attention control at {self.site.name} needs a batch layout, but the pipeline set none")
         return self.state.layout
 
     @property

@@ -16,8 +16,10 @@ def mask_to_tokens(mask: Tensor, size: tuple[int, int]) -> Tensor:
     lead = mask.shape[:-2]
     grid = mask.reshape(-1, 1, *mask.shape[-2:]).float()  # [N, 1, H0, W0]
     if tuple(grid.shape[-2:]) != tuple(size):
-        grid = F.interpolate(grid, size=size, mode="area") if grid.shape[-1] >= size[1] else F.interpolate(
-            grid, size=size, mode="nearest"
+        grid = (
+            F.interpolate(grid, size=size, mode="area")
+            if grid.shape[-1] >= size[1]
+            else F.interpolate(grid, size=size, mode="nearest")
         )
     return (grid >= 0.5).float().reshape(*lead, size[0] * size[1])  # [..., h*w]
 

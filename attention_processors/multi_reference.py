@@ -74,7 +74,9 @@ class MultiReferenceSelfAttention(Control):
                     raise ValueError("multi-reference self-attention cannot extend an attention mask on own keys")
                 if mrsa_share < 1.0:
                     mrsa.weight = torch.tensor(mrsa_share, dtype=key.dtype, device=key.device)
-                    plain = AttentionGroup(group.rows, group.key, group.value, None, mrsa.weight.new_tensor(1 - mrsa_share))
+                    plain = AttentionGroup(
+                        group.rows, group.key, group.value, None, mrsa.weight.new_tensor(1 - mrsa_share)
+                    )
                     groups += [mrsa, plain]
                 else:
                     groups.append(mrsa)
@@ -85,7 +87,7 @@ class MultiReferenceSelfAttention(Control):
         layout = call.layout
         size = call.spatial_size
         keys, values, biases = [], [], []
-        for i, (cache, weight) in enumerate(zip(self._caches, self._weights)):
+        for i, (cache, weight) in enumerate(zip(self._caches, self._weights, strict=False)):
             rows = layout.indices(role=self.reference_role, half=half, item=i)
             if len(rows) != 1:
                 raise ValueError(

@@ -27,18 +27,33 @@ def sd15_shaped_backbone():
 
     torch.manual_seed(0)
     unet = UNet2DConditionModel(sample_size=32, cross_attention_dim=768, attention_head_dim=8)  # SD1.5 layout
-    text = CLIPTextModel(CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=1024, num_hidden_layers=1,
-                                        num_attention_heads=12, max_position_embeddings=77, projection_dim=768))
-    pipe = StableDiffusionPipeline(vae=_tiny_vae(), text_encoder=text, tokenizer=clip_tokenizer(), unet=unet.eval(),
-                                   scheduler=ddim_scheduler(), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=49408,
+            hidden_size=768,
+            intermediate_size=1024,
+            num_hidden_layers=1,
+            num_attention_heads=12,
+            max_position_embeddings=77,
+            projection_dim=768,
+        )
+    )
+    pipe = StableDiffusionPipeline(
+        vae=_tiny_vae(),
+        text_encoder=text,
+        tokenizer=clip_tokenizer(),
+        unet=unet.eval(),
+        scheduler=ddim_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
     return Backbone.from_pipeline(pipe)
 
 
 def toyworld_backbone():
-    from studio.toyworld import load_toyworld_pipeline
-
     from pipelines.backbone import Backbone
+    from studio.toyworld import load_toyworld_pipeline
 
     return Backbone.from_pipeline(load_toyworld_pipeline())
 
@@ -68,10 +83,17 @@ def main() -> None:
     one_pass = VisCtrlPass(steps, 6.0, 0.2)
     runs = {
         "plain": lambda: generate(backbone, "a blue circle", guidance_scale=7.5, generator=g(), **kw),
-        "mutual (synthesis)": lambda: mutual_edit(backbone, "a blue circle", source_prompt="a red star", generator=g(), **kw),
-        "mutual (real image)": lambda: mutual_edit(backbone, "a blue circle", source_image=image, num_inference_steps=steps),
+        "mutual (synthesis)": lambda: mutual_edit(
+            backbone, "a blue circle", source_prompt="a red star", generator=g(), **kw
+        ),
+        "mutual (real image)": lambda: mutual_edit(
+            backbone, "a blue circle", source_image=image, num_inference_steps=steps
+        ),
         "visctrl (1 pass)": lambda: visctrl(backbone, image, mask, [(image, mask)], first_pass=one_pass, crop=False),
-        **{f"freecustom R={r}": (lambda r=r: freecustom(backbone, "a blue circle", [ref] * r, generator=g(), **kw)) for r in (1, 2, 3)},
+        **{
+            f"freecustom R={r}": (lambda r=r: freecustom(backbone, "a blue circle", [ref] * r, generator=g(), **kw))
+            for r in (1, 2, 3)
+        },
     }
     times: dict[str, list[float]] = {name: [] for name in runs}
     runs["plain"]()  # warm-up

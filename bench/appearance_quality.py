@@ -21,17 +21,31 @@ def main() -> None:
     n = 1 if args.quick else 3
     start = time.time()
     rows = [
-        ("mutual", mutual_appearance(backbone, seeds=n), mutual_appearance(backbone, seeds=n, with_method=False),
-         6 * n),
-        ("visctrl", visctrl_transfer(backbone, cases=2 * n), visctrl_transfer(backbone, cases=2 * n, with_method=False),
-         3 * 2 * n),
-        ("freecustom", freecustom_composition(backbone, seeds=8 * n),
-         freecustom_composition(backbone, seeds=8 * n, with_method=False), 8 * n),
+        (
+            "mutual",
+            mutual_appearance(backbone, seeds=n),
+            mutual_appearance(backbone, seeds=n, with_method=False),
+            6 * n,
+        ),
+        (
+            "visctrl",
+            visctrl_transfer(backbone, cases=2 * n),
+            visctrl_transfer(backbone, cases=2 * n, with_method=False),
+            3 * 2 * n,
+        ),
+        (
+            "freecustom",
+            freecustom_composition(backbone, seeds=8 * n),
+            freecustom_composition(backbone, seeds=8 * n, with_method=False),
+            8 * n,
+        ),
     ]
     print("toyworld appearance methods: success rate with the method vs the same run without it")
     for name, method, baseline, cases in rows:
         print(f"  {name:<11} method {method:6.1%}   baseline {baseline:6.1%}   ({cases} cases)")
-    print(f"({time.time() - start:.0f} s) command: python bench/appearance_quality.py{' --quick' if args.quick else ''}")
+    print(
+        f"({time.time() - start:.0f} s) command: python bench/appearance_quality.py{' --quick' if args.quick else ''}"
+    )
 
 
 if __name__ == "__main__":

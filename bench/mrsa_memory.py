@@ -45,7 +45,9 @@ def measure(variant: str, refs: int) -> dict:
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     with torch.no_grad():
         if variant == "fused":
-            site = Site("up_blocks.3.attentions.0.transformer_blocks.0.attn1", False, "up", 3, 0, 0, 1, 0, HEADS, 40, 30)
+            site = Site(
+                "up_blocks.3.attentions.0.transformer_blocks.0.attn1", False, "up", 3, 0, 0, 1, 0, HEADS, 40, 30
+            )
             state = StepState()
             state.update(index=0, total=1, timestep=0, layout=layout, latent_size=(64, 64))
             StudioAttnProcessor(site, [MultiReferenceSelfAttention(masks=masks)], state)(attn, x)
@@ -72,7 +74,9 @@ def main() -> None:
     for refs in (1, 2, 3):
         runs = {}
         for variant in ("einsum", "fused"):
-            out = subprocess.run([sys.executable, __file__, variant, str(refs)], capture_output=True, text=True, check=True)
+            out = subprocess.run(
+                [sys.executable, __file__, variant, str(refs)], capture_output=True, text=True, check=True
+            )
             runs[variant] = json.loads(out.stdout.strip().splitlines()[-1])
         e, f = runs["einsum"]["peak_mib"], runs["fused"]["peak_mib"]
         print(f"{refs:>2} {e:>15.0f} {f:>10.0f} {e / max(f, 1e-9):>6.1f}x   ({runs['fused']['device']})")

@@ -46,9 +46,12 @@ def concept_masks(
     if not len(images) == len(captions) == len(words):
         raise ValueError("give one caption and one concept word per image")
     masks = []
-    for image, caption, word in zip(images, captions, words):
+    for image, caption, word in zip(images, captions, words, strict=False):
         multiple = backbone.size_multiple
-        height, width = max(multiple, image.height // multiple * multiple), max(multiple, image.width // multiple * multiple)
+        height, width = (
+            max(multiple, image.height // multiple * multiple),
+            max(multiple, image.width // multiple * multiple),
+        )
         latents = backbone.encode_images(backbone.preprocess([image], height, width))  # (1, C, h, w)
         scheduler = backbone.ddim_scheduler()
         t = torch.tensor([int(noise_level * (scheduler.config.num_train_timesteps - 1))])
@@ -57,11 +60,17 @@ def concept_masks(
         layout = BatchLayout.without_cfg(["reference"])
         embeds = backbone.encode_prompts([caption], None, cfg=False)
         conditioning = backbone.conditioning(embeds, BatchPlan.of(layout).rows, (height, width))
-        recorder = CrossAttentionMaps(token_indices={0: token_positions(backbone, caption, word)}, size=latents.shape[-2:])
+        recorder = CrossAttentionMaps(
+            token_indices={0: token_positions(backbone, caption, word)}, size=latents.shape[-2:]
+        )
         with attention_control(backbone.unet, [recorder]) as state:
             state.update(index=0, total=1, timestep=int(t), layout=layout, latent_size=tuple(latents.shape[-2:]))
-            backbone.unet(noisy, t.to(backbone.device), encoder_hidden_states=conditioning.encoder_hidden_states,
-                          added_cond_kwargs=conditioning.added_cond_kwargs)
+            backbone.unet(
+                noisy,
+                t.to(backbone.device),
+                encoder_hidden_states=conditioning.encoder_hidden_states,
+                added_cond_kwargs=conditioning.added_cond_kwargs,
+            )
         heat = recorder.maps()[0][None, None]  # [1, 1, h, w] in [0, 1]
         heat = F.interpolate(heat, size=(image.height, image.width), mode="bilinear", align_corners=False)[0, 0]
         masks.append((heat >= threshold).float())

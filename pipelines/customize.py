@@ -117,7 +117,9 @@ def freecustom(
     captions = [r.caption for r in references]
     refs_need_uncond = cfg and style_fidelity < 1.0
     items = backbone.encode_prompts(prompts, negatives, cfg=cfg)
-    refs = backbone.encode_prompts(captions, negatives_for(negative_prompt, len(captions)), cfg=cfg) if captions else None
+    refs = (
+        backbone.encode_prompts(captions, negatives_for(negative_prompt, len(captions)), cfg=cfg) if captions else None
+    )
     embeds = items if refs is None else _concat(items, refs)
     # 3. prepare latents, layout, schedule and the re-noised references
     targets = ["target"] * len(prompts)
@@ -162,8 +164,12 @@ def _concat(a: PromptEmbeds, b: PromptEmbeds) -> PromptEmbeds:
     def cat(x: Tensor | None, y: Tensor | None) -> Tensor | None:
         return None if x is None or y is None else torch.cat([x, y])
 
-    return PromptEmbeds(cat(a.cond, b.cond), cat(a.uncond, b.uncond), cat(a.cond_pooled, b.cond_pooled),
-                        cat(a.uncond_pooled, b.uncond_pooled))
+    return PromptEmbeds(
+        cat(a.cond, b.cond),
+        cat(a.uncond, b.uncond),
+        cat(a.cond_pooled, b.cond_pooled),
+        cat(a.uncond_pooled, b.uncond_pooled),
+    )
 
 
 def _renoised(clean: Tensor, timesteps: Tensor, scheduler, seed: int, first_stream: int) -> dict[int, list[Tensor]]:

@@ -86,9 +86,14 @@ def visctrl(
         raise ValueError(f"passes must be >= 1, got {passes}")
     if not targets:
         raise ValueError("give at least one target (image, mask) to edit")
-    for name, (image, mask) in [("reference", (reference, reference_mask)), *[(f"target {i}", t) for i, t in enumerate(targets)]]:
+    for name, (image, mask) in [
+        ("reference", (reference, reference_mask)),
+        *[(f"target {i}", t) for i, t in enumerate(targets)],
+    ]:
         if tuple(mask.shape) != (image.height, image.width):
-            raise ValueError(f"{name} mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.width}x{image.height}")
+            raise ValueError(
+                f"{name} mask is {mask.shape[1]}x{mask.shape[0]} but its image is {image.width}x{image.height}"
+            )
         if not bool((mask > 0.5).any()):
             raise ValueError(f"{name} mask is empty: mark the object")
     size = size or min(backbone.default_size)
@@ -112,13 +117,21 @@ def visctrl(
         key = (schedule.num_inference_steps, schedule.guidance_scale)
         if key not in reference_inversions:
             reference_inversions[key] = invert(
-                backbone, ref_image, reference_prompt, num_inference_steps=schedule.num_inference_steps,
-                guidance_scale=schedule.guidance_scale, cancel=cancel,
+                backbone,
+                ref_image,
+                reference_prompt,
+                num_inference_steps=schedule.num_inference_steps,
+                guidance_scale=schedule.guidance_scale,
+                cancel=cancel,
             )
         ref_inv = reference_inversions[key]
         view_inv = invert(
-            backbone, [c.cut(img) for c, img in zip(canvases, current)], target_prompt,
-            num_inference_steps=schedule.num_inference_steps, guidance_scale=schedule.guidance_scale, cancel=cancel,
+            backbone,
+            [c.cut(img) for c, img in zip(canvases, current, strict=False)],
+            target_prompt,
+            num_inference_steps=schedule.num_inference_steps,
+            guidance_scale=schedule.guidance_scale,
+            cancel=cancel,
         )
         control = FeatureGradualSampling(
             steps=StepWindow(schedule.start, 1.0), alpha=alpha, sample_fraction=sample_fraction, seed=k
@@ -127,12 +140,20 @@ def visctrl(
         scheduler.set_timesteps(schedule.num_inference_steps, device=backbone.device)
         latents = torch.cat([ref_inv.x_T, view_inv.x_T])  # (1 + V, C, h, w)
         latents = denoise(
-            backbone, latents, scheduler=scheduler, timesteps=scheduler.timesteps, embeds=embeds, layout=layout,
-            guidance_scale=schedule.guidance_scale, controls=[control, *controls], teacher={0: ref_inv.stream(0)},
-            on_step=on_step, cancel=cancel,
+            backbone,
+            latents,
+            scheduler=scheduler,
+            timesteps=scheduler.timesteps,
+            embeds=embeds,
+            layout=layout,
+            guidance_scale=schedule.guidance_scale,
+            controls=[control, *controls],
+            teacher={0: ref_inv.stream(0)},
+            on_step=on_step,
+            cancel=cancel,
         )  # (1 + V, C, h, w)
         edited = backbone.to_pil(backbone.decode_latents(latents[1:]))
-        current = [c.paste(e, img, m) for c, e, img, (_, m) in zip(canvases, edited, current, targets)]
+        current = [c.paste(e, img, m) for c, e, img, (_, m) in zip(canvases, edited, current, targets, strict=False)]
         history.append(list(current))
     # 5. return the pasted results
     return VisCtrlOutput(images=current, passes=history)

@@ -214,7 +214,9 @@ def _checked_mask(mask: Path | None, image: Path | None, name: str) -> str | Non
 def mutual(
     prompt: Annotated[str, typer.Argument(help="Target prompt: what the edited image should show.")],
     source_prompt: Annotated[str, typer.Option("--source-prompt", help="Prompt of the source.")] = "",
-    image: Annotated[Path | None, typer.Option("--image", "-i", help="Real source image to edit (else synthesise).")] = None,
+    image: Annotated[
+        Path | None, typer.Option("--image", "-i", help="Real source image to edit (else synthesise).")
+    ] = None,
     masked: Annotated[bool, typer.Option("--masked", help="Masked variant: foreground and background apart.")] = False,
     source_mask: Annotated[Path | None, typer.Option("--source-mask", help="Source foreground mask.")] = None,
     target_mask: Annotated[Path | None, typer.Option("--target-mask", help="Target foreground mask.")] = None,
@@ -238,12 +240,27 @@ def mutual(
     from studio.jobs import Job
 
     with _studio_errors(debug):
-        options = {"source_prompt": source_prompt, "start": start, "levels": levels, "masked": masked,
-                   "source_mask": _checked_mask(source_mask, image, "source mask"),
-                   "target_mask": _checked_mask(target_mask, None, "target mask")}
-        job = Job(task="mutual", model=model, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
-                  guidance=guidance, width=width, height=height, image=_checked_path(image),
-                  options={"mutual": options})
+        options = {
+            "source_prompt": source_prompt,
+            "start": start,
+            "levels": levels,
+            "masked": masked,
+            "source_mask": _checked_mask(source_mask, image, "source mask"),
+            "target_mask": _checked_mask(target_mask, None, "target mask"),
+        }
+        job = Job(
+            task="mutual",
+            model=model,
+            prompt=prompt,
+            negative_prompt=negative,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            image=_checked_path(image),
+            options={"mutual": options},
+        )
         _run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata)
 
 
@@ -252,7 +269,9 @@ def visctrl(
     image: Annotated[Path, typer.Argument(help="Target image: the object to re-texture.")],
     reference: Annotated[Path, typer.Option("--reference", "-r", help="Reference image: the appearance to transfer.")],
     target_mask: Annotated[Path | None, typer.Option("--target-mask", help="Mask of the target object.")] = None,
-    reference_mask: Annotated[Path | None, typer.Option("--reference-mask", help="Mask of the reference object.")] = None,
+    reference_mask: Annotated[
+        Path | None, typer.Option("--reference-mask", help="Mask of the reference object.")
+    ] = None,
     prompt: Annotated[str, typer.Option("--prompt", "-p", help="Target prompt.")] = "",
     reference_prompt: Annotated[str, typer.Option("--reference-prompt", help="Reference prompt.")] = "",
     passes: Annotated[int, typer.Option("--passes", min=1, help="View iterations (each edits the last).")] = 1,
@@ -283,13 +302,29 @@ def visctrl(
         options = {
             "reference": _checked_path(reference),
             "reference_mask": _checked_mask(reference_mask, reference, "reference mask"),
-            "target_mask": _checked_mask(target_mask, image, "target mask"), "reference_prompt": reference_prompt, "passes": passes,
-            "later_steps": later_steps, "later_guidance": later_guidance, "crop": not no_crop, "alpha": alpha,
-            "views": [{"image": _checked_path(v), "mask": _checked_mask(masks[i], v, f"view {i} mask") if masks else None}
-                      for i, v in enumerate(views)],
+            "target_mask": _checked_mask(target_mask, image, "target mask"),
+            "reference_prompt": reference_prompt,
+            "passes": passes,
+            "later_steps": later_steps,
+            "later_guidance": later_guidance,
+            "crop": not no_crop,
+            "alpha": alpha,
+            "views": [
+                {"image": _checked_path(v), "mask": _checked_mask(masks[i], v, f"view {i} mask") if masks else None}
+                for i, v in enumerate(views)
+            ],
         }
-        job = Job(task="visctrl", model=model, prompt=prompt, steps=steps, guidance=guidance, width=size,
-                  height=size, image=_checked_path(image), options={"visctrl": options})
+        job = Job(
+            task="visctrl",
+            model=model,
+            prompt=prompt,
+            steps=steps,
+            guidance=guidance,
+            width=size,
+            height=size,
+            image=_checked_path(image),
+            options={"visctrl": options},
+        )
         _run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata)
 
 
@@ -299,7 +334,9 @@ def freecustom(
     ref: Annotated[list[Path], typer.Option("--ref", help="Reference image (repeatable, one per concept).")],
     caption: Annotated[list[str] | None, typer.Option("--caption", help="Caption per --ref (repeatable).")] = None,
     mask: Annotated[list[Path] | None, typer.Option("--mask", help="Concept mask per --ref (repeatable).")] = None,
-    concept: Annotated[list[str] | None, typer.Option("--concept", help="Concept word per --ref, for automatic masks.")] = None,
+    concept: Annotated[
+        list[str] | None, typer.Option("--concept", help="Concept word per --ref, for automatic masks.")
+    ] = None,
     weight: Annotated[float, typer.Option("--weight", help="Mask weight w added to the concept's logits.")] = 3.0,
     style_fidelity: Annotated[float, typer.Option("--style-fidelity", help="1: uncond half plain (official).")] = 1.0,
     model: Model = "toyworld",
@@ -325,13 +362,27 @@ def freecustom(
             if values and len(values) != count:
                 raise InputError(f"got {len(values)} {name} for {count} --ref; give one per reference or none")
         references = [
-            {"image": _checked_path(path), "caption": caption[i] if caption else "",
-             "mask": _checked_mask(mask[i], path, f"reference {i} mask") if mask else None, "concept": concept[i] if concept else None}
+            {
+                "image": _checked_path(path),
+                "caption": caption[i] if caption else "",
+                "mask": _checked_mask(mask[i], path, f"reference {i} mask") if mask else None,
+                "concept": concept[i] if concept else None,
+            }
             for i, path in enumerate(ref)
         ]
         options = {"references": references, "mask_weight": weight, "style_fidelity": style_fidelity}
-        job = Job(task="freecustom", model=model, prompt=prompt, negative_prompt=negative, seed=seed, steps=steps,
-                  guidance=guidance, width=width, height=height, options={"freecustom": options})
+        job = Job(
+            task="freecustom",
+            model=model,
+            prompt=prompt,
+            negative_prompt=negative,
+            seed=seed,
+            steps=steps,
+            guidance=guidance,
+            width=width,
+            height=height,
+            options={"freecustom": options},
+        )
         _run_and_save(job, _model_cache(device, precision, memory), out, not no_metadata)
 
 

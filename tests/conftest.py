@@ -42,3 +42,18 @@ def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("models") / "tiny-sdxl"
     tiny_sdxl_pipeline().save_pretrained(folder, safe_serialization=True)
     return folder
+
+
+@pytest.fixture
+def quiet_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI sets quiet-logging env defaults for its process; keep them from leaking into other tests."""
+    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        monkeypatch.setenv(name, "error" if "VERBOSITY" in name else "1")
+
+
+@pytest.fixture
+def runner():
+    """A typer CliRunner for invoking the `studio` app in-process."""
+    from typer.testing import CliRunner
+
+    return CliRunner()

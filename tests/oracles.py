@@ -8,8 +8,8 @@ from torch import Tensor
 
 
 def heads(x: Tensor, n: int) -> Tensor:
-    b, l, c = x.shape
-    return x.view(b, l, n, c // n).permute(0, 2, 1, 3)  # [B, H, L, D]
+    b, length, c = x.shape
+    return x.view(b, length, n, c // n).permute(0, 2, 1, 3)  # [B, H, L, D]
 
 
 def softmax_attention(q: Tensor, k: Tensor, v: Tensor, logit_bias: Tensor | None = None) -> Tensor:
@@ -47,8 +47,9 @@ def mutual_self_attention(attn, x: Tensor, target_source: dict[int, int], masks=
     return project_out(attn, rows)
 
 
-def multi_reference_self_attention(attn, x: Tensor, targets: dict[int, float], refs: list[int],
-                                   masks: list[Tensor], weights: list[float]) -> Tensor:
+def multi_reference_self_attention(
+    attn, x: Tensor, targets: dict[int, float], refs: list[int], masks: list[Tensor], weights: list[float]
+) -> Tensor:
     """FreeCustom MRSA: target rows attend to [own; ref_1..ref_R] with bias w_i on mask, -inf off mask.
 
     `targets` maps a target row to its MRSA share (1 - style_fidelity on the uncond half); the rest of the
@@ -64,7 +65,7 @@ def multi_reference_self_attention(attn, x: Tensor, targets: dict[int, float], r
             continue
         k_cat = torch.cat([k[b]] + [k[r] for r in refs], dim=1)  # [H, L(1+R), D]
         v_cat = torch.cat([v[b]] + [v[r] for r in refs], dim=1)
-        bias = [torch.zeros(x.shape[1])] + [torch.where(m > 0, w, float("-inf")) for m, w in zip(masks, weights)]
+        bias = [torch.zeros(x.shape[1])] + [torch.where(m > 0, w, float("-inf")) for m, w in zip(masks, weights, strict=False)]
         mrsa = softmax_attention(q[b], k_cat, v_cat, torch.cat(bias)[None, None, :])
         rows.append(share * mrsa + (1 - share) * plain)
     return project_out(attn, rows)

@@ -63,7 +63,9 @@ def test_mutual_self_attention_with_source_equal_target_is_plain(attn):
     layout = BatchLayout.with_cfg(["source", "target"])
     x = tokens(2)
     x = torch.cat([x[:1], x[:1], x[1:], x[1:]])  # target rows are copies of the source rows
-    torch.testing.assert_close(run(attn, x, [MutualSelfAttention()], layout), run(attn, x, [], layout), atol=1e-6, rtol=0)
+    torch.testing.assert_close(
+        run(attn, x, [MutualSelfAttention()], layout), run(attn, x, [], layout), atol=1e-6, rtol=0
+    )
 
 
 @torch.no_grad()
@@ -71,7 +73,9 @@ def test_mutual_self_attention_respects_its_step_window(attn):
     layout = BatchLayout.with_cfg(["source", "target"])
     x = tokens(layout.size)
     control = MutualSelfAttention(steps=StepWindow(4 / 50, 1.0))
-    torch.testing.assert_close(run(attn, x, [control], layout, step=3), run(attn, x, [], layout, step=3), atol=0, rtol=0)
+    torch.testing.assert_close(
+        run(attn, x, [control], layout, step=3), run(attn, x, [], layout, step=3), atol=0, rtol=0
+    )
     assert (run(attn, x, [control], layout, step=4) - run(attn, x, [], layout, step=4)).abs().max() > 1e-3
 
 
@@ -85,14 +89,22 @@ def test_multi_reference_self_attention_equals_oracle(attn, fidelity):
     masks, weights = mrsa_masks(), [3.0, 2.0, 1.5]
     refs = ["reference"] * 3
     # sf = 1: references only in the conditional half; sf < 1: in both.
-    layout = BatchLayout.with_cfg(["target"]) + BatchLayout.without_cfg(refs) if fidelity == 1.0 else BatchLayout.with_cfg(["target"] + refs)
+    layout = (
+        BatchLayout.with_cfg(["target"]) + BatchLayout.without_cfg(refs)
+        if fidelity == 1.0
+        else BatchLayout.with_cfg(["target"] + refs)
+    )
     x = tokens(layout.size)
     control = MultiReferenceSelfAttention(masks=masks, weights=weights, style_fidelity=fidelity)
     got = run(attn, x, [control], layout)
     if fidelity == 1.0:
-        want = oracles.multi_reference_self_attention(attn, x, {1: 1.0}, [2, 3, 4], [m.flatten() for m in masks], weights)
+        want = oracles.multi_reference_self_attention(
+            attn, x, {1: 1.0}, [2, 3, 4], [m.flatten() for m in masks], weights
+        )
     else:
-        u = oracles.multi_reference_self_attention(attn, x, {0: 1 - fidelity}, [1, 2, 3], [m.flatten() for m in masks], weights)
+        u = oracles.multi_reference_self_attention(
+            attn, x, {0: 1 - fidelity}, [1, 2, 3], [m.flatten() for m in masks], weights
+        )
         c = oracles.multi_reference_self_attention(attn, x, {4: 1.0}, [5, 6, 7], [m.flatten() for m in masks], weights)
         want = torch.cat([u[:4], c[4:]])
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
@@ -102,7 +114,9 @@ def test_multi_reference_self_attention_equals_oracle(attn, fidelity):
 def test_multi_reference_with_zero_references_is_plain_self_attention(attn):
     layout = BatchLayout.with_cfg(["target", "target"])
     x = tokens(layout.size)
-    torch.testing.assert_close(run(attn, x, [MultiReferenceSelfAttention(masks=[])], layout), run(attn, x, [], layout), atol=0, rtol=0)
+    torch.testing.assert_close(
+        run(attn, x, [MultiReferenceSelfAttention(masks=[])], layout), run(attn, x, [], layout), atol=0, rtol=0
+    )
 
 
 @torch.no_grad()

@@ -116,8 +116,8 @@ def test_sites_follow_the_module_tree(sd15, sdxl):
 class RecordingControl(Control):
     """Records which sites/steps it ran at and the query grid it saw; changes nothing."""
 
-    def __init__(self, window=StepWindow(), sites=None):
-        self.window, self.sites, self.seen = window, sites, []
+    def __init__(self, window=None, sites=None):
+        self.window, self.sites, self.seen = window or StepWindow(), sites, []
 
     def active(self, site, state):
         return self.window.contains(state) and (self.sites is None or self.sites.matches(site))
@@ -183,7 +183,9 @@ class SwapKeysControl(Control):
 
     def edit_groups(self, call, groups):
         n = call.query.shape[0]
-        return [AttentionGroup(list(range(n)), call.key[:1].expand(n, -1, -1, -1), call.value[:1].expand(n, -1, -1, -1))]
+        return [
+            AttentionGroup(list(range(n)), call.key[:1].expand(n, -1, -1, -1), call.value[:1].expand(n, -1, -1, -1))
+        ]
 
 
 def test_controls_take_effect_and_compose_in_order(sd15):
@@ -193,7 +195,9 @@ def test_controls_take_effect_and_compose_in_order(sd15):
     assert (swapped - stock_output(unet, inputs)).abs().max() > 1e-3
     torch.testing.assert_close(swapped[0], stock_output(unet, inputs)[0], atol=1e-5, rtol=0)  # row 0 unchanged
     # Applied after the swap, the no-op split keeps the swapped result.
-    torch.testing.assert_close(studio_output(unet, inputs, [SwapKeysControl(), SplitRowsControl()]), swapped, atol=1e-5, rtol=0)
+    torch.testing.assert_close(
+        studio_output(unet, inputs, [SwapKeysControl(), SplitRowsControl()]), swapped, atol=1e-5, rtol=0
+    )
 
 
 def test_uncovered_rows_are_an_error(sd15):
@@ -238,10 +242,9 @@ def test_step_window_is_a_fraction_of_any_schedule():
 
 @torch.no_grad()
 def test_peft_lora_changes_output_identically_under_studio_and_stock(tmp_path):
+    from diffusers import StableDiffusionPipeline
     from peft import LoraConfig
     from peft.utils import get_peft_model_state_dict
-
-    from diffusers import StableDiffusionPipeline
 
     donor = tiny_sd15_pipeline()
     donor.unet.add_adapter(
@@ -287,4 +290,5 @@ def test_appearance_controls_that_select_nothing_give_the_stock_output(family, r
     expected = stock_output(pipe.unet, inputs)
     for control in _appearance_controls_selecting_nothing():
         got = studio_output(pipe.unet, inputs, [control], layout)
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=lambda m: f"{type(control).__name__}: {m}")
+        name = type(control).__name__
+        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=lambda m, name=name: f"{name}: {m}")

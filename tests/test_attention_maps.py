@@ -21,7 +21,9 @@ def test_recorded_maps_equal_explicit_softmax_and_output_is_unchanged():
     x = torch.randn(2, h * w, 32)
     text = torch.randn(2, 7, 24)
     state = StepState()
-    state.update(index=0, total=1, timestep=0, layout=BatchLayout.without_cfg(["target", "target"]), latent_size=(h, w))
+    state.update(
+        index=0, total=1, timestep=0, layout=BatchLayout.without_cfg(["target", "target"]), latent_size=(h, w)
+    )
     control = CrossAttentionMaps(token_indices={1: [2, 3]}, size=(h, w))
     out = StudioAttnProcessor(SITE, [control], state)(attn, x, text)
     plain = StudioAttnProcessor(SITE, [], state)(attn, x, text)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
 from studio.cli import app
 from studio.jobs import Job, json_schema
@@ -20,16 +19,7 @@ from tests.studio_inputs import (
 GEN = ["--seed", "7", "--steps", "2", "--width", "64", "--height", "64", "--device", "cpu"]
 
 
-@pytest.fixture(autouse=True)
-def _restore_cli_env(monkeypatch):
-    """The CLI sets quiet-logging env defaults for its process; keep them from leaking into other tests."""
-    for name in ("TRANSFORMERS_VERBOSITY", "DIFFUSERS_VERBOSITY", "HF_HUB_DISABLE_PROGRESS_BARS"):
-        monkeypatch.setenv(name, "error" if "VERBOSITY" in name else "1")
-
-
-@pytest.fixture
-def runner() -> CliRunner:
-    return CliRunner()
+pytestmark = pytest.mark.usefixtures("quiet_cli_env")
 
 
 @pytest.fixture

@@ -8,9 +8,9 @@ from PIL import Image
 
 from studio.cli import app
 from studio.jobs import Job
-from tests.test_cli import _restore_cli_env, runner  # noqa: F401 (shared fixtures)
 
 COMMON = ["--model", "tiny-sd15", "--device", "cpu"]
+pytestmark = pytest.mark.usefixtures("quiet_cli_env")
 
 
 @pytest.fixture
@@ -53,9 +53,30 @@ def test_mutual_real_image_round_trip(runner, workdir):
 
 @pytest.mark.slow
 def test_freecustom_round_trip_and_masks_from_jpeg(runner, workdir):
-    args = ["a cat and a hat", "--ref", "a.png", "--mask", "m.jpg", "--caption", "a cat",
-            "--ref", "b.png", "--mask", "m.png", "--caption", "a hat", "--steps", "2", "--seed", "3", "--width", "64",
-            "--height", "64", *COMMON]
+    args = [
+        "a cat and a hat",
+        "--ref",
+        "a.png",
+        "--mask",
+        "m.jpg",
+        "--caption",
+        "a cat",
+        "--ref",
+        "b.png",
+        "--mask",
+        "m.png",
+        "--caption",
+        "a hat",
+        "--steps",
+        "2",
+        "--seed",
+        "3",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        *COMMON,
+    ]
     ok(runner.invoke(app, ["freecustom", *args, "--out", "out.png"]))
     job = rerun_matches(runner, workdir, "out.png")
     assert [r["image"] for r in job.options["freecustom"]["references"]] == ["a.png", "b.png"]
@@ -63,8 +84,22 @@ def test_freecustom_round_trip_and_masks_from_jpeg(runner, workdir):
 
 @pytest.mark.slow
 def test_visctrl_writes_the_pasted_result_and_round_trips(runner, workdir):
-    args = ["a.png", "--target-mask", "m.png", "--reference", "b.png", "--reference-mask", "m.png",
-            "--steps", "3", "--passes", "2", "--later-steps", "2", *COMMON]
+    args = [
+        "a.png",
+        "--target-mask",
+        "m.png",
+        "--reference",
+        "b.png",
+        "--reference-mask",
+        "m.png",
+        "--steps",
+        "3",
+        "--passes",
+        "2",
+        "--later-steps",
+        "2",
+        *COMMON,
+    ]
     ok(runner.invoke(app, ["visctrl", *args, "--out", "out.png"]))
     out = np.asarray(Image.open(workdir / "out.png").convert("RGB")).astype(int)
     original = np.asarray(Image.open(workdir / "a.png").convert("RGB")).astype(int)
@@ -74,8 +109,26 @@ def test_visctrl_writes_the_pasted_result_and_round_trips(runner, workdir):
 
 
 BAD = {
-    "mask-size": ["visctrl", "a.png", "--target-mask", "short.png", "--reference", "b.png", "--reference-mask", "m.png"],
-    "empty-mask": ["visctrl", "a.png", "--target-mask", "empty.png", "--reference", "b.png", "--reference-mask", "m.png"],
+    "mask-size": [
+        "visctrl",
+        "a.png",
+        "--target-mask",
+        "short.png",
+        "--reference",
+        "b.png",
+        "--reference-mask",
+        "m.png",
+    ],
+    "empty-mask": [
+        "visctrl",
+        "a.png",
+        "--target-mask",
+        "empty.png",
+        "--reference",
+        "b.png",
+        "--reference-mask",
+        "m.png",
+    ],
     "unreadable-reference": ["freecustom", "x", "--ref", "nothing.png", "--mask", "m.png"],
     "not-an-image-reference": ["visctrl", "a.png", "--target-mask", "m.png", "--reference", "job.txt"],
     "mask-count": ["freecustom", "x", "--ref", "a.png", "--ref", "b.png", "--mask", "m.png"],
@@ -101,7 +154,14 @@ def test_more_references_than_memory_allows_is_refused_with_the_estimate(workdir
 
     monkeypatch.setattr(studio.devices, "available_memory_bytes", lambda device: 1 << 20)
     refs = [{"image": "a.png", "mask": "m.png", "caption": "x"}] * 3
-    job = Job(task="freecustom", model="tiny-sd15", prompt="x", steps=1, width=64, height=64,
-              options={"freecustom": {"references": refs}})
+    job = Job(
+        task="freecustom",
+        model="tiny-sd15",
+        prompt="x",
+        steps=1,
+        width=64,
+        height=64,
+        options={"freecustom": {"references": refs}},
+    )
     with pytest.raises(JobSpecError, match=r"3 references .* GiB \(estimate\)"):
         run_job(job, ModelCache())

@@ -61,7 +61,9 @@ def test_freecustom_without_effective_references_is_plain_generation(family, req
     plain = generate(backbone, "a hat", generator=[seeded(1)], **kw)
     none = freecustom(backbone, "a hat", [], generator=[seeded(1)], **kw)
     torch.testing.assert_close(none.latents, plain.latents, atol=0, rtol=0)
-    empty = freecustom(backbone, "a hat", [Reference(plain.images[0], torch.zeros(64, 64), "a cat")], generator=[seeded(1)], **kw)
+    empty = freecustom(
+        backbone, "a hat", [Reference(plain.images[0], torch.zeros(64, 64), "a cat")], generator=[seeded(1)], **kw
+    )
     torch.testing.assert_close(empty.latents, plain.latents, atol=1e-5, rtol=0)
 
 
@@ -77,9 +79,22 @@ def test_freecustom_batch_equals_single_and_references_act(sd15):
 
 
 def test_freecustom_refuses_more_references_than_memory_allows(sd15):
-    ref = Reference(generate(sd15, "x", num_inference_steps=1, width=64, height=64, generator=seeded(0)).images[0], torch.ones(64, 64), "x")
+    ref = Reference(
+        generate(sd15, "x", num_inference_steps=1, width=64, height=64, generator=seeded(0)).images[0],
+        torch.ones(64, 64),
+        "x",
+    )
     with pytest.raises(ValueError, match=r"GiB \(estimate\)"):
-        freecustom(sd15, "a", [ref] * 3, num_inference_steps=2, width=64, height=64, generator=seeded(0), max_memory_bytes=1024)
+        freecustom(
+            sd15,
+            "a",
+            [ref] * 3,
+            num_inference_steps=2,
+            width=64,
+            height=64,
+            generator=seeded(0),
+            max_memory_bytes=1024,
+        )
 
 
 def test_visctrl_keeps_pixels_outside_the_mask_and_iterations_accumulate(sd15):

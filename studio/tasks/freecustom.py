@@ -53,7 +53,12 @@ def run(job: Job, backbone: Backbone, progress, cancel):
     references = []
     for i, spec in enumerate(opts.references):
         image, mask = image_and_mask(
-            spec.image, spec.mask, backbone=backbone, model=job.model, caption=spec.caption, concept=spec.concept,
+            spec.image,
+            spec.mask,
+            backbone=backbone,
+            model=job.model,
+            caption=spec.caption,
+            concept=spec.concept,
             name=f"reference {i}",
         )
         references.append(Reference(image, mask, spec.caption))

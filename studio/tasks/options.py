@@ -23,7 +23,9 @@ def parse_options(cls: type[T], raw: Any, method: str) -> T:
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
     if unknown:
-        raise JobSpecError(f"invalid job: unknown {method} option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise JobSpecError(
+            f"invalid job: unknown {method} option(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}"
+        )
     values = {}
     for name, value in raw.items():
         values[name] = _coerce(value, hints[name], f"options.{method}.{name}")
@@ -62,6 +64,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
 
 def to_plain(options: Any) -> dict[str, Any]:
     """A dataclass of options as plain JSON (tuples as lists), for embedding in the job."""
+
     def plain(v: Any) -> Any:
         if dataclasses.is_dataclass(v):
             return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}

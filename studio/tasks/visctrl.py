@@ -60,7 +60,11 @@ def run(job: Job, backbone: Backbone, progress, cancel):
     opts = options(job)
     assert job.image is not None  # the Job validator guarantees it
     reference, reference_mask = image_and_mask(
-        opts.reference, opts.reference_mask, backbone=backbone, model=job.model, caption=opts.reference_prompt,
+        opts.reference,
+        opts.reference_mask,
+        backbone=backbone,
+        model=job.model,
+        caption=opts.reference_prompt,
         name="reference",
     )
     views = [View(job.image, opts.target_mask), *opts.views]

@@ -67,12 +67,23 @@ def _appearance_matches(d, info: dict) -> bool:
     return info.get("color2") is None or d.color2 == info["color2"]
 
 
-VISCTRL_TARGETS = (("circle", "green"), ("square", "red"), ("triangle", "white"), ("circle", "blue"),
-                   ("square", "green"), ("triangle", "red"))
+VISCTRL_TARGETS = (
+    ("circle", "green"),
+    ("square", "red"),
+    ("triangle", "white"),
+    ("circle", "blue"),
+    ("square", "green"),
+    ("triangle", "red"),
+)
 
 
-def visctrl_transfer(backbone, concepts: tuple[str, ...] = ("twotone_star", "dotted_hexagon", "orange_crescent"),
-                     cases: int = 6, passes: int = 1, with_method: bool = True) -> float:
+def visctrl_transfer(
+    backbone,
+    concepts: tuple[str, ...] = ("twotone_star", "dotted_hexagon", "orange_crescent"),
+    cases: int = 6,
+    passes: int = 1,
+    with_method: bool = True,
+) -> float:
     """Share of cases whose target object takes the concept's colour and pattern."""
     from pipelines.visctrl import FIRST_PASS, LATER_PASS, VisCtrlPass, visctrl
 
@@ -84,13 +95,18 @@ def visctrl_transfer(backbone, concepts: tuple[str, ...] = ("twotone_star", "dot
         for i in range(cases):
             reference, ref_mask = _render_pair(info, "reference", i)
             shape, color = VISCTRL_TARGETS[i % len(VISCTRL_TARGETS)]
-            scene = render(SceneSpec((make_object(shape, color, "plain", "large", "in the center"),),
-                                     Background("plain", "gray")))
+            scene = render(
+                SceneSpec((make_object(shape, color, "plain", "large", "in the center"),), Background("plain", "gray"))
+            )
             target = Image.fromarray(scene.image)
             mask = scene.objects[0].mask
             out = visctrl(
-                backbone, reference, ref_mask, [(target, torch.from_numpy(mask.astype(np.float32)))],
-                passes=passes, crop=False,
+                backbone,
+                reference,
+                ref_mask,
+                [(target, torch.from_numpy(mask.astype(np.float32)))],
+                passes=passes,
+                crop=False,
                 first_pass=FIRST_PASS if with_method else off,
                 later_passes=LATER_PASS if with_method else VisCtrlPass(5, 4.0, 1.0),
             )
@@ -99,15 +115,23 @@ def visctrl_transfer(backbone, concepts: tuple[str, ...] = ("twotone_star", "dot
     return hits / total
 
 
-def freecustom_composition(backbone, pair: tuple[str, str] = ("twotone_star", "dotted_hexagon"), seeds: int = 8,
-                           steps: int = 25, with_method: bool = True) -> float:
+def freecustom_composition(
+    backbone,
+    pair: tuple[str, str] = ("twotone_star", "dotted_hexagon"),
+    seeds: int = 8,
+    steps: int = 25,
+    with_method: bool = True,
+) -> float:
     """Share of generations in which both concepts appear (shape, colour and pattern)."""
     from pipelines.customize import Reference, freecustom
     from pipelines.generate import generate
 
     a, b = concept(pair[0]), concept(pair[1])
-    prompt = (f"a {a['color']} {a['shape']} on the left and a {b['color']} {b['pattern']} {b['shape']} on the right"
-              if b["pattern"] != "plain" else f"a {a['color']} {a['shape']} on the left and a {b['color']} {b['shape']} on the right")
+    prompt = (
+        f"a {a['color']} {a['shape']} on the left and a {b['color']} {b['pattern']} {b['shape']} on the right"
+        if b["pattern"] != "plain"
+        else f"a {a['color']} {a['shape']} on the left and a {b['color']} {b['shape']} on the right"
+    )
     hits = 0
     for seed in range(seeds):
         g = [torch.Generator().manual_seed(seed)]
@@ -116,20 +140,38 @@ def freecustom_composition(backbone, pair: tuple[str, str] = ("twotone_star", "d
             for info in (a, b):
                 image, mask = _render_pair(info, "context", seed)
                 refs.append(Reference(image, mask, f"a {info['color']} {info['shape']}"))
-            out = freecustom(backbone, prompt, refs, num_inference_steps=steps, guidance_scale=5.0, generator=g,
-                             width=64, height=64, reference_seed=seed)
+            out = freecustom(
+                backbone,
+                prompt,
+                refs,
+                num_inference_steps=steps,
+                guidance_scale=5.0,
+                generator=g,
+                width=64,
+                height=64,
+                reference_seed=seed,
+            )
         else:
-            out = generate(backbone, prompt, num_inference_steps=steps, guidance_scale=5.0, generator=g, width=64,
-                           height=64)
+            out = generate(
+                backbone, prompt, num_inference_steps=steps, guidance_scale=5.0, generator=g, width=64, height=64
+            )
         image = out.images[0]
-        present = [concept_present(image, shape=c["shape"], color=c["color"], pattern=c["pattern"],
-                                   color2=c.get("color2")) for c in (a, b)]
+        present = [
+            concept_present(image, shape=c["shape"], color=c["color"], pattern=c["pattern"], color2=c.get("color2"))
+            for c in (a, b)
+        ]
         hits += all(present)
     return hits / seeds
 
 
-MUTUAL_CASES = (("red", "striped", "star"), ("blue", "dotted", "circle"), ("yellow", "checkered", "square"),
-                ("green", "striped", "triangle"), ("purple", "dotted", "square"), ("orange", "checkered", "circle"))
+MUTUAL_CASES = (
+    ("red", "striped", "star"),
+    ("blue", "dotted", "circle"),
+    ("yellow", "checkered", "square"),
+    ("green", "striped", "triangle"),
+    ("purple", "dotted", "square"),
+    ("orange", "checkered", "circle"),
+)
 
 
 def mutual_appearance(backbone, seeds: int = 2, steps: int = 25, with_method: bool = True) -> float:
@@ -145,11 +187,26 @@ def mutual_appearance(backbone, seeds: int = 2, steps: int = 25, with_method: bo
             target_prompt = f"a large {color} {shape} on the left, gray background"
             g = torch.Generator().manual_seed(seed)
             if with_method:
-                out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt, num_inference_steps=steps,
-                                  guidance_scale=5.0, generator=g, width=64, height=64).images[0]
+                out = mutual_edit(
+                    backbone,
+                    target_prompt,
+                    source_prompt=source_prompt,
+                    num_inference_steps=steps,
+                    guidance_scale=5.0,
+                    generator=g,
+                    width=64,
+                    height=64,
+                ).images[0]
             else:
-                out = generate(backbone, target_prompt, num_inference_steps=steps, guidance_scale=5.0, generator=g,
-                               width=64, height=64).images[0]
+                out = generate(
+                    backbone,
+                    target_prompt,
+                    num_inference_steps=steps,
+                    guidance_scale=5.0,
+                    generator=g,
+                    width=64,
+                    height=64,
+                ).images[0]
             found = detect(out).objects
             d = found[0] if found else None
             hits += d is not None and d.color == color and d.pattern == pattern and d.position == "on the left"
@@ -160,8 +217,9 @@ def mutual_appearance(backbone, seeds: int = 2, steps: int = 25, with_method: bo
 VIEW_POSITIONS = ("in the center", "on the left", "at the top", "on the right")
 
 
-def fgs_consistency(backbone, alpha: float, concept_name: str = "twotone_star", objects: int = 3,
-                    views: int = 3) -> tuple[float, float]:
+def fgs_consistency(
+    backbone, alpha: float, concept_name: str = "twotone_star", objects: int = 3, views: int = 3
+) -> tuple[float, float]:
     """Cross-view consistency of VisCtrl over several views of one object, with FGS weight `alpha`.
 
     Views are the same target object rendered at different positions. Returns (share of view pairs whose
@@ -179,15 +237,20 @@ def fgs_consistency(backbone, alpha: float, concept_name: str = "twotone_star", 
         shape, color = VISCTRL_TARGETS[i % len(VISCTRL_TARGETS)]
         targets, masks = [], []
         for position in VIEW_POSITIONS[:views]:
-            scene = render(SceneSpec((make_object(shape, color, "plain", "large", position),), Background("plain", "gray")))
+            scene = render(
+                SceneSpec((make_object(shape, color, "plain", "large", position),), Background("plain", "gray"))
+            )
             masks.append(scene.objects[0].mask)
             targets.append((Image.fromarray(scene.image), torch.from_numpy(masks[-1].astype(np.float32))))
         out = visctrl(backbone, reference, ref_mask, targets, crop=False, alpha=alpha)
-        found = [_object_under(image, mask) for image, mask in zip(out.images, masks)]
-        means = [np.asarray(image, np.float32)[mask].mean(0) / 255 for image, mask in zip(out.images, masks)]
+        found = [_object_under(image, mask) for image, mask in zip(out.images, masks, strict=False)]
+        means = [np.asarray(image, np.float32)[mask].mean(0) / 255 for image, mask in zip(out.images, masks, strict=False)]
         for a, b in combinations(range(views), 2):
-            same = found[a] is not None and found[b] is not None and (found[a].color, found[a].pattern) == (
-                found[b].color, found[b].pattern)
+            same = (
+                found[a] is not None
+                and found[b] is not None
+                and (found[a].color, found[a].pattern) == (found[b].color, found[b].pattern)
+            )
             agree += same
             distance += float(np.abs(means[a] - means[b]).mean())
             pairs += 1
