@@ -30,9 +30,17 @@ class TokenMaskCache:
     def __init__(self, mask: Tensor) -> None:
         self.mask = mask
         self._by_size: dict[tuple[int, int, str], Tensor] = {}
+        self._indices: dict[tuple[int, int, str], Tensor] = {}
 
     def at(self, size: tuple[int, int], device: torch.device) -> Tensor:
         key = (size[0], size[1], str(device))
         if key not in self._by_size:
             self._by_size[key] = mask_to_tokens(self.mask, size).to(device)
         return self._by_size[key]
+
+    def indices_at(self, size: tuple[int, int], device: torch.device) -> Tensor:
+        """Flat indices [n] of the foreground tokens at this grid size."""
+        key = (size[0], size[1], str(device))
+        if key not in self._indices:
+            self._indices[key] = self.at(size, device).nonzero().flatten()
+        return self._indices[key]

@@ -62,6 +62,8 @@ class MultiReferenceSelfAttention(Control):
             if mrsa_share == 0.0 or not self._caches:
                 continue  # plain self-attention: the groups already say so
             groups, own = take_rows(groups, targets)
+            if any(group.bias is not None for group in own):
+                raise ValueError("multi-reference self-attention cannot extend an attention mask on own keys")
             refs_key, refs_value, refs_bias = self._reference_tokens(call, half)
             for group in own:
                 n = len(group.rows)
@@ -70,8 +72,6 @@ class MultiReferenceSelfAttention(Control):
                 own_bias = torch.zeros(n, group.key.shape[2], dtype=key.dtype, device=key.device)
                 mrsa = AttentionGroup(group.rows, key, value)
                 mrsa = mrsa.with_key_bias(torch.cat([own_bias, refs_bias.expand(n, -1)], dim=1))  # [n, L + Lr]
-                if group.bias is not None:
-                    raise ValueError("multi-reference self-attention cannot extend an attention mask on own keys")
                 if mrsa_share < 1.0:
                     mrsa.weight = torch.tensor(mrsa_share, dtype=key.dtype, device=key.device)
                     plain = AttentionGroup(
@@ -94,7 +94,7 @@ class MultiReferenceSelfAttention(Control):
                     f"multi-reference self-attention needs reference {i} in the {half} half of the batch; "
                     f"the layout has {len(rows)} such rows"
                 )
-            fg = cache.at(size, call.key.device).nonzero().flatten()  # [Lr_i] foreground token indices
+            fg = cache.indices_at(size, call.key.device)  # [Lr_i] foreground token indices
             keys.append(call.key[rows[0] : rows[0] + 1, :, fg])  # [1, H, Lr_i, D]
             values.append(call.value[rows[0] : rows[0] + 1, :, fg])
             biases.append(torch.full((1, fg.numel()), weight, dtype=call.key.dtype, device=call.key.device))

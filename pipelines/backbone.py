@@ -133,6 +133,14 @@ class Backbone:
             f"downsampling {m // self.vae_scale_factor}), got {height}x{width} (HxW); nearest valid: {near_h}x{near_w}"
         )
 
+    def resolve_size(self, height: int | None, width: int | None) -> tuple[int, int]:
+        """(height, width) with the model's default for what is None, checked for this model."""
+        default_h, default_w = self.default_size
+        height = default_h if height is None else height
+        width = default_w if width is None else width
+        self.check_size(height, width)
+        return height, width
+
     def latent_size(self, height: int, width: int) -> tuple[int, int]:
         self.check_size(height, width)
         return height // self.vae_scale_factor, width // self.vae_scale_factor
@@ -226,6 +234,10 @@ class Backbone:
             unscaled = (latents / self.vae.config.scaling_factor + shift) * latents_std + latents_mean
             pixels = self.vae.decode(unscaled, return_dict=False)[0]  # (B, 3, H, W)
         return pixels
+
+    def latents_to_pil(self, latents: Tensor) -> list[PIL.Image.Image]:
+        """Scaled latents (B, C, h, w) -> PIL images: the decode every pipeline ends with."""
+        return self.to_pil(self.decode_latents(latents))
 
     def to_pil(self, pixels: Tensor) -> list[PIL.Image.Image]:
         """(B, 3, H, W) in [-1, 1] -> PIL images (clamped, rounded to uint8 by diffusers' processor)."""

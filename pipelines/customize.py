@@ -92,8 +92,7 @@ def freecustom(
     # 1. validate
     prompts = as_list(prompt, "prompt")
     negatives = negatives_for(negative_prompt, len(prompts))
-    default_h, default_w = backbone.default_size
-    height, width = height or default_h, width or default_w
+    height, width = backbone.resolve_size(height, width)
     latent_h, latent_w = backbone.latent_size(height, width)
     if generator is None:
         raise ValueError("pass a torch.Generator (or one per item): all noise comes from it")
@@ -157,7 +156,7 @@ def freecustom(
     )  # (N + R, C, h, w)
     # 5. decode the generated items only
     generated = latents[: len(prompts)]
-    return GenerationOutput(images=backbone.to_pil(backbone.decode_latents(generated)), latents=generated)
+    return GenerationOutput(images=backbone.latents_to_pil(generated), latents=generated)
 
 
 def _concat(a: PromptEmbeds, b: PromptEmbeds) -> PromptEmbeds:

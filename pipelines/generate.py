@@ -48,9 +48,7 @@ def generate(
     # 1. validate
     prompts = as_list(prompt, "prompt")
     negatives = negatives_for(negative_prompt, len(prompts))
-    default_h, default_w = backbone.default_size
-    height = default_h if height is None else height
-    width = default_w if width is None else width
+    height, width = backbone.resolve_size(height, width)
     latent_h, latent_w = backbone.latent_size(height, width)
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
@@ -88,5 +86,5 @@ def generate(
     )  # (N, C, h, w)
 
     # 5. decode
-    images = backbone.to_pil(backbone.decode_latents(latents))
+    images = backbone.latents_to_pil(latents)
     return GenerationOutput(images=images, latents=latents)

@@ -90,5 +90,5 @@ def img2img(
     )  # (N, C, h, w)
 
     # 5. decode
-    images_out = backbone.to_pil(backbone.decode_latents(latents))
+    images_out = backbone.latents_to_pil(latents)
     return GenerationOutput(images=images_out, latents=latents)

@@ -96,8 +96,7 @@ def mutual_edit(
     else:
         if generator is None:
             raise ValueError("pass a torch.Generator: synthesis draws the shared initial noise from it")
-        default_h, default_w = backbone.default_size
-        lh, lw = backbone.latent_size(height or default_h, width or default_w)
+        lh, lw = backbone.latent_size(*backbone.resolve_size(height, width))
         start_noise = draw_noise(1, (backbone.latent_channels, lh, lw), generator, backbone.device, backbone.dtype)
         start_noise = start_noise * scheduler.init_noise_sigma
     latents = start_noise.expand(len(prompts), -1, -1, -1).clone()  # (1 + N, C, h, w)
@@ -118,5 +117,5 @@ def mutual_edit(
         cancel=cancel,
     )  # (1 + N, C, h, w)
     # 5. decode
-    images = backbone.to_pil(backbone.decode_latents(latents))
+    images = backbone.latents_to_pil(latents)
     return MutualOutput(images=images[1:], source=images[0], latents=latents[1:])

@@ -77,5 +77,5 @@ def reconstruct(
     )  # (N, C, h, w)
 
     # 5. decode
-    images = backbone.to_pil(backbone.decode_latents(latents))
+    images = backbone.latents_to_pil(latents)
     return GenerationOutput(images=images, latents=latents)

@@ -152,7 +152,7 @@ def visctrl(
             on_step=on_step,
             cancel=cancel,
         )  # (1 + V, C, h, w)
-        edited = backbone.to_pil(backbone.decode_latents(latents[1:]))
+        edited = backbone.latents_to_pil(latents[1:])
         current = [c.paste(e, img, m) for c, e, img, (_, m) in zip(canvases, edited, current, targets, strict=False)]
         history.append(list(current))
     # 5. return the pasted results

@@ -24,13 +24,11 @@ def generator(seed: int) -> Any:
 
 def size_of(job: Job, backbone: Backbone, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
     """(height, width): the job's, else `fallback`, else the model's default; refused if the model can't."""
-    default = fallback or backbone.default_size
-    height, width = job.height or default[0], job.width or default[1]
+    fallback_h, fallback_w = fallback or (None, None)
     try:
-        backbone.check_size(height, width)
+        return backbone.resolve_size(job.height or fallback_h, job.width or fallback_w)
     except ValueError as exc:
         raise JobSpecError(f"invalid job for this model: {exc}") from exc
-    return height, width
 
 
 def method_errors(method: str):
