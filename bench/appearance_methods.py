@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--model", default="toyworld", choices=["toyworld", "sd15-shaped"])
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--only", default="", help="time plain plus the methods whose name starts with this")
     args = parser.parse_args()
     backbone = toyworld_backbone() if args.model == "toyworld" else sd15_shaped_backbone()
     steps = args.steps or (25 if args.model == "toyworld" else 3)
@@ -95,6 +96,7 @@ def main() -> None:
             for r in (1, 2, 3)
         },
     }
+    runs = {name: fn for name, fn in runs.items() if name == "plain" or name.startswith(args.only)}
     times: dict[str, list[float]] = {name: [] for name in runs}
     runs["plain"]()  # warm-up
     for _ in range(repeats):
@@ -112,7 +114,8 @@ def main() -> None:
             bound = 1.1 * (1 + r / 2)
             note = f"  (goal <= {bound:.2f}, official structure {1 + r:.1f})"
         print(f"  {name:<22} {ratio:5.2f}x{note}")
-    print(f"command: python bench/appearance_methods.py --model {args.model} --steps {steps} --repeats {repeats}")
+    only = f" --only {args.only}" if args.only else ""
+    print(f"command: python bench/appearance_methods.py --model {args.model} --steps {steps} --repeats {repeats}{only}")
 
 
 if __name__ == "__main__":

@@ -70,7 +70,7 @@ def _appearance_matches(d, info: dict) -> bool:
 VISCTRL_TARGETS = (
     ("circle", "green"),
     ("square", "red"),
-    ("triangle", "white"),
+    ("triangle", "yellow"),
     ("circle", "blue"),
     ("square", "green"),
     ("triangle", "red"),

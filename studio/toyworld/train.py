@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 
 import torch
+from diffusers import AutoencoderKL
+from transformers import CLIPModel
 
 from .data import build_scene_set
 from .export import save_pipeline, save_unet_atomically, split_clip
@@ -38,14 +40,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing model in --out")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--scenes", type=int, default=24000)
-    p.add_argument("--clip-steps", type=int, default=1200)
+    p.add_argument("--clip-steps", type=int, default=700)
     p.add_argument("--clip-batch", type=int, default=96)
-    p.add_argument("--vae-steps", type=int, default=1500)
+    p.add_argument("--vae-steps", type=int, default=1400)
     p.add_argument("--vae-batch", type=int, default=24)
-    p.add_argument("--unet-steps", type=int, default=8000)
+    p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--unet-batch", type=int, default=32)
-    p.add_argument("--unet-lr", type=float, default=5e-4)
-    p.add_argument("--decoder-steps", type=int, default=3000)
+    p.add_argument("--unet-lr", type=float, default=1e-3)
+    p.add_argument("--decoder-steps", type=int, default=800)
     p.add_argument("--decoder-minutes", type=float, default=float("inf"))
     p.add_argument("--clip-minutes", type=float, default=float("inf"))
     p.add_argument("--vae-minutes", type=float, default=float("inf"))
@@ -53,7 +55,28 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=0,
                    help="torch threads (0: torch's default); 1 is much faster on a busy shared 2-core machine")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--resume-after-vae", type=Path, default=None, metavar="DIR",
+                   help="take CLIP and the VAE from an earlier run of the same --seed/--scenes that stopped after "
+                        "its VAE stage (its decoder not yet fine-tuned) and train only the UNet and decoder")
     return p.parse_args(argv)
+
+
+def load_stages(run: Path, args: argparse.Namespace) -> tuple[CLIPModel, AutoencoderKL, dict]:
+    """CLIP, the VAE and their report sections from an interrupted run, checked to be a valid resume point."""
+    report_path = run / "training_report.json"
+    if not report_path.exists():
+        raise SystemExit(f"{run} has no training_report.json: not a trainer output folder")
+    earlier = json.loads(report_path.read_text())
+    if "vae" not in earlier or "scaling_factor" not in earlier["vae"]:
+        raise SystemExit(f"{run} did not finish its VAE stage; nothing to resume from")
+    if "decoder" in earlier:
+        raise SystemExit(f"{run} already fine-tuned its decoder; its VAE is no longer the VAE stage's output")
+    for key in ("seed", "scenes", "clip_steps", "clip_batch", "vae_steps", "vae_batch"):
+        if earlier["args"].get(key) != getattr(args, key):
+            raise SystemExit(f"{run} was trained with {key}={earlier['args'].get(key)}, not {getattr(args, key)}")
+    clip = CLIPModel.from_pretrained(str(run / "clip"))
+    vae = AutoencoderKL.from_pretrained(str(run / "vae"))
+    return clip, vae, {"clip": earlier["clip"], "vae": earlier["vae"], "resumed_after_vae_from": str(run)}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -98,16 +121,24 @@ def main(argv: list[str] | None = None) -> dict:
     clip, vae, unet = clip.to(device), vae.to(device), unet.to(device)
     report["device"] = str(device)
 
-    report["clip"] = train_clip(clip, tokenizer, data, steps=args.clip_steps, batch=args.clip_batch, lr=5e-4,
-                                seed=args.seed + 1, max_seconds=args.clip_minutes * 60, log=log)
-    write_report()
-    report["vae"] = train_vae(vae, data, steps=args.vae_steps, batch=args.vae_batch, lr=1e-3, seed=args.seed + 2,
-                              max_seconds=args.vae_minutes * 60, log=log)
-    mean, std = encode_all(vae, data)
-    scaling = float(1.0 / (mean.std().item() + 1e-6))  # SD's convention: unit-variance latents after scaling
-    vae.register_to_config(scaling_factor=scaling)
-    report["vae"].update(scaling_factor=scaling, psnr_db=reconstruction_psnr(vae, data))
-    log(f"vae scaling factor {scaling:.4f}, reconstruction PSNR {report['vae']['psnr_db']:.2f} dB")
+    if args.resume_after_vae is not None:
+        clip, vae, earlier = load_stages(args.resume_after_vae, args)
+        clip, vae = clip.to(device).eval(), vae.to(device).eval()
+        report.update(earlier)
+        log(f"CLIP and VAE taken from {args.resume_after_vae}")
+        mean, std = encode_all(vae, data)
+        scaling = float(vae.config.scaling_factor)
+    else:
+        report["clip"] = train_clip(clip, tokenizer, data, steps=args.clip_steps, batch=args.clip_batch, lr=5e-4,
+                                    seed=args.seed + 1, max_seconds=args.clip_minutes * 60, log=log)
+        write_report()
+        report["vae"] = train_vae(vae, data, steps=args.vae_steps, batch=args.vae_batch, lr=1e-3,
+                                  seed=args.seed + 2, max_seconds=args.vae_minutes * 60, log=log)
+        mean, std = encode_all(vae, data)
+        scaling = float(1.0 / (mean.std().item() + 1e-6))  # SD's convention: unit-variance latents after scaling
+        vae.register_to_config(scaling_factor=scaling)
+        report["vae"].update(scaling_factor=scaling, psnr_db=reconstruction_psnr(vae, data))
+        log(f"vae scaling factor {scaling:.4f}, reconstruction PSNR {report['vae']['psnr_db']:.2f} dB")
     save_pipeline(out, clip=clip, tokenizer=tokenizer, vae=vae, unet=unet)
     write_report()
 
