@@ -115,7 +115,8 @@ def main() -> None:
             note = f"  (goal <= {bound:.2f}, official structure {1 + r:.1f})"
         print(f"  {name:<22} {ratio:5.2f}x{note}")
     only = f" --only {args.only}" if args.only else ""
-    print(f"command: python bench/appearance_methods.py --model {args.model} --steps {steps} --repeats {repeats}{only}")
+    command = f"python bench/appearance_methods.py --model {args.model} --steps {steps} --repeats {repeats}{only}"
+    print(f"command: {command}")
 
 
 if __name__ == "__main__":

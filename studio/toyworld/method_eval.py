@@ -244,7 +244,9 @@ def fgs_consistency(
             targets.append((Image.fromarray(scene.image), torch.from_numpy(masks[-1].astype(np.float32))))
         out = visctrl(backbone, reference, ref_mask, targets, crop=False, alpha=alpha)
         found = [_object_under(image, mask) for image, mask in zip(out.images, masks, strict=False)]
-        means = [np.asarray(image, np.float32)[mask].mean(0) / 255 for image, mask in zip(out.images, masks, strict=False)]
+        means = [
+            np.asarray(image, np.float32)[mask].mean(0) / 255 for image, mask in zip(out.images, masks, strict=False)
+        ]
         for a, b in combinations(range(views), 2):
             same = (
                 found[a] is not None

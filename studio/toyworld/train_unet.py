@@ -4,18 +4,17 @@ Choices and why: scaled-linear betas (SD's schedule, so DDIM/inversion code sees
 10% caption dropout to the empty prompt (what the pipeline encodes for classifier-free guidance);
 min-SNR-5 loss weighting and an EMA of the weights, both of which speed up short runs.
 
-Layout (where an object is, what outline it has) is decided only at high noise. SD's schedule leaves
-signal at t = 999 (sqrt(alpha_bar) = 0.068), and on a 16x16 latent an object covers ~25 latent pixels:
-averaged over that area, white noise is weak enough that z_T already shows where an object is. A model
-trained on white noise therefore learns to place objects where the starting noise happens to look like
-one and ignores "on the left" (measured: the same seed drew the object in the same place for all four
-corner prompts). The remedy keeps the schedule and the stock sampler and changes only training noise:
-- multi-resolution ("pyramid") noise: white noise plus bilinearly upsampled noise at 1/2, 1/4, 1/8 and
-  1/16 resolution (weights 0.8^i, renormalised to unit variance). Object-sized noise is ~3x stronger, so
-  at high t the layout cannot be read from z_t and must come from the caption. Its 1x1 level is the
-  per-channel "offset noise" that lets dark and bright backgrounds be reached from zero-mean noise.
-- high-noise emphasis: half of each batch draws t from the upper half of the schedule, so the steps
-  that decide layout get most of a short run's updates.
+Layout (where an object is) is decided only at high noise, and SD's schedule leaves signal at t = 999
+(sqrt(alpha_bar) = 0.068): on a 16x16 latent, z_T already hints where an object is, and a model trained
+briefly places objects where the starting noise looks like one. Two training-only changes, sampling stays
+stock:
+- offset noise (a per-sample, per-channel constant added to the noise, as diffusers' --noise_offset), so
+  dark and bright backgrounds are reachable from zero-mean starting noise;
+- high-noise emphasis: half of each batch draws t from the upper half of the schedule, where layout is
+  decided.
+Tried and dropped: multi-resolution ("pyramid") noise hid layout in z_t better, but a model trained on it
+and sampled from white noise left speckled backgrounds (colour 77.5%, object count 51% on the 200-prompt
+bench, against 94% colour on a 32-prompt sample at 2,200 steps with offset noise).
 """
 
 from __future__ import annotations
@@ -33,8 +32,7 @@ from .data import SceneSet
 
 CAPTION_DROPOUT = 0.1
 MIN_SNR_GAMMA = 5.0
-PYRAMID_LEVELS = 4
-PYRAMID_DISCOUNT = 0.8
+NOISE_OFFSET = 0.1
 HIGH_T_FRACTION = 0.5
 HIGH_T_START = 500
 
@@ -47,15 +45,10 @@ def draw_timesteps(batch: int, gen: torch.Generator) -> torch.Tensor:
     return torch.where(pick_high, high, uniform)
 
 
-def draw_training_noise(shape: torch.Size, gen: torch.Generator, levels: int = PYRAMID_LEVELS,
-                        discount: float = PYRAMID_DISCOUNT) -> torch.Tensor:
-    """(B, C, h, w) multi-resolution noise, rescaled to unit variance (see the module docstring)."""
-    b, c, h, w = shape
+def draw_training_noise(shape: torch.Size, gen: torch.Generator, offset: float = NOISE_OFFSET) -> torch.Tensor:
+    """Gaussian noise plus `offset` times a per-sample, per-channel constant: (B, C, h, w)."""
     noise = torch.randn(shape, generator=gen)
-    for i in range(1, levels + 1):
-        coarse = torch.randn((b, c, max(1, h >> i), max(1, w >> i)), generator=gen)  # (B, C, h/2^i, w/2^i)
-        noise = noise + discount**i * torch.nn.functional.interpolate(coarse, size=(h, w), mode="bilinear")
-    return noise / noise.std()
+    return noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=gen)
 
 
 @torch.no_grad()

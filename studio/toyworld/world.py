@@ -163,7 +163,6 @@ def render_background(bg: Background, size: int = IMAGE_SIZE) -> np.ndarray:
 def render(scene: SceneSpec, size: int = IMAGE_SIZE) -> RenderedScene:
     """Render a scene; objects are composited in order on a supersampled canvas and area-downsampled."""
     s = SUPERSAMPLE
-    canvas = size * s
     bg = render_background(scene.background, size)
     hi = np.repeat(np.repeat(bg, s, axis=0), s, axis=1)  # (canvas, canvas, 3)
     truths = []
