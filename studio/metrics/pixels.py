@@ -28,25 +28,24 @@ def _region(shape: tuple[int, ...], mask: np.ndarray | None, outside: bool) -> n
     return ~m if outside else m
 
 
-def masked_mse(a: ImageLike, b: ImageLike, mask: np.ndarray | None = None, outside: bool = False) -> float:
-    """Mean squared error over the pixels in `mask` (or outside it), all channels."""
+def _masked_difference(a: ImageLike, b: ImageLike, mask: np.ndarray | None, outside: bool) -> np.ndarray:
+    """x - y at the pixels in `mask` (or outside it): (P, C); empty when the region is."""
     x, y = _unit(a), _unit(b)
     if x.shape != y.shape:
         raise ValueError(f"image shapes differ: {x.shape} vs {y.shape}")
-    region = _region(x.shape, mask, outside)
-    if not region.any():
-        return float("nan")
-    return float(((x - y) ** 2)[region].mean())
+    return (x - y)[_region(x.shape, mask, outside)]
+
+
+def masked_mse(a: ImageLike, b: ImageLike, mask: np.ndarray | None = None, outside: bool = False) -> float:
+    """Mean squared error over the pixels in `mask` (or outside it), all channels; NaN for an empty region."""
+    diff = _masked_difference(a, b, mask, outside)
+    return float((diff**2).mean()) if diff.size else float("nan")
 
 
 def masked_mae(a: ImageLike, b: ImageLike, mask: np.ndarray | None = None, outside: bool = False) -> float:
-    x, y = _unit(a), _unit(b)
-    if x.shape != y.shape:
-        raise ValueError(f"image shapes differ: {x.shape} vs {y.shape}")
-    region = _region(x.shape, mask, outside)
-    if not region.any():
-        return float("nan")
-    return float(np.abs(x - y)[region].mean())
+    """Mean absolute error over the pixels in `mask` (or outside it), all channels; NaN for an empty region."""
+    diff = _masked_difference(a, b, mask, outside)
+    return float(np.abs(diff).mean()) if diff.size else float("nan")
 
 
 def masked_psnr(a: ImageLike, b: ImageLike, mask: np.ndarray | None = None, outside: bool = False,

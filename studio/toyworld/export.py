@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+from diffusers import AutoencoderKL, ModelMixin, StableDiffusionPipeline, UNet2DConditionModel
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
 from .models import build_scheduler, image_processor
@@ -38,12 +38,12 @@ def save_pipeline(out: Path, *, clip: CLIPModel, tokenizer: CLIPTokenizer, vae: 
     clip.save_pretrained(str(out / "clip"), safe_serialization=True)
 
 
-def save_unet_atomically(out: Path, unet: UNet2DConditionModel) -> None:
-    """Replace out/unet so that a reader never sees a half-written checkpoint folder for long."""
-    tmp = out / "unet.tmp"
+def save_component_atomically(out: Path, name: str, model: ModelMixin) -> None:
+    """Replace out/<name> so that a reader never sees a half-written component folder for long."""
+    tmp = out / f"{name}.tmp"
     if tmp.exists():
         shutil.rmtree(tmp)
-    unet.save_pretrained(str(tmp), safe_serialization=True)
-    if (out / "unet").exists():
-        shutil.rmtree(out / "unet")
-    tmp.rename(out / "unet")
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    if (out / name).exists():
+        shutil.rmtree(out / name)
+    tmp.rename(out / name)

@@ -25,11 +25,11 @@ from diffusers import AutoencoderKL
 from transformers import CLIPModel
 
 from .data import build_scene_set
-from .export import save_pipeline, save_unet_atomically, split_clip
+from .export import save_component_atomically, save_pipeline, split_clip
 from .models import build_clip, build_unet, build_vae
 from .tokenizer_build import write_tokenizer_files
 from .train_clip import train_clip
-from .train_decoder import save_vae_atomically, train_decoder
+from .train_decoder import train_decoder
 from .train_unet import train_unet
 from .train_vae import encode_all, reconstruction_psnr, train_vae
 
@@ -146,7 +146,7 @@ def main(argv: list[str] | None = None) -> dict:
     text_encoder = text_encoder.to(device).requires_grad_(False)
 
     def checkpoint(ema_unet, unet_report: dict) -> None:
-        save_unet_atomically(out, ema_unet)
+        save_component_atomically(out, "unet", ema_unet)
         report["unet"] = unet_report
         write_report()
         log(f"checkpoint at unet step {unet_report['steps']}")
@@ -155,14 +155,14 @@ def main(argv: list[str] | None = None) -> dict:
         unet, text_encoder, tokenizer, data, mean, std, scaling, steps=args.unet_steps, batch=args.unet_batch,
         lr=args.unet_lr, seed=args.seed + 3, max_seconds=args.unet_minutes * 60, log=log, checkpoint=checkpoint,
     )
-    save_unet_atomically(out, ema)
+    save_component_atomically(out, "unet", ema)
     write_report()
     if args.decoder_steps > 0:
         report["decoder"] = train_decoder(vae, data, steps=args.decoder_steps, batch=args.vae_batch, lr=1e-3,
                                           seed=args.seed + 4, max_seconds=args.decoder_minutes * 60, log=log)
         report["decoder"]["psnr_db"] = reconstruction_psnr(vae, data)
         log(f"decoder fine-tuned: reconstruction PSNR {report['decoder']['psnr_db']:.2f} dB")
-        save_vae_atomically(out, vae)
+        save_component_atomically(out, "vae", vae)
     report["status"] = "done"
     write_report()
     log(f"done in {time.time() - t0:.0f}s")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import torch
 from diffusers import AutoencoderKL
 
 from .data import SceneSet, build_scene_set, to_unit_range
+from .export import save_component_atomically
 from .train_vae import OBJECT_WEIGHT, reconstruction_psnr
 
 
@@ -65,16 +65,6 @@ def train_decoder(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int,
             "loss_last50": float(np.mean(history[-50:])), "loss_curve": history[::25]}
 
 
-def save_vae_atomically(out: Path, vae: AutoencoderKL) -> None:
-    tmp = out / "vae.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    vae.save_pretrained(str(tmp), safe_serialization=True)
-    if (out / "vae").exists():
-        shutil.rmtree(out / "vae")
-    tmp.rename(out / "vae")
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=Path("assets/toyworld"))
@@ -111,7 +101,7 @@ def main(argv: list[str] | None = None) -> dict:
     report.update(psnr_before_db=before, psnr_after_db=reconstruction_psnr(vae, data),
                   total_seconds=time.time() - t0, total_cpu_seconds=time.process_time() - c0,
                   args={k: str(v) for k, v in vars(args).items()})
-    save_vae_atomically(args.model, vae)
+    save_component_atomically(args.model, "vae", vae)
     (args.model / "decoder_report.json").write_text(json.dumps(report, indent=1))
     log(f"reconstruction PSNR after {report['psnr_after_db']:.2f} dB; saved {args.model / 'vae'}")
     log_file.close()
