@@ -131,9 +131,30 @@ def test_resuming_after_the_vae_stage_gives_the_same_unet_as_the_whole_chain(tmp
                           "--resume-after-vae", str(tmp_path / "full")])
     assert resumed["resumed_after_vae_from"] == str(tmp_path / "full")
     assert resumed["unet"]["loss_curve"] == full["unet"]["loss_curve"]
-    a = load_file(str(tmp_path / "full" / "unet" / "diffusion_pytorch_model.safetensors"))
-    b = load_file(str(tmp_path / "resumed" / "unet" / "diffusion_pytorch_model.safetensors"))
-    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    for component, file in (("unet", "diffusion_pytorch_model.safetensors"), ("text_encoder", "model.safetensors")):
+        a = load_file(str(tmp_path / "full" / component / file))
+        b = load_file(str(tmp_path / "resumed" / component / file))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), component
+
+
+def _text_tower_change(run) -> float:
+    """Largest weight change between the conditioning text encoder and clip/'s contrastive text tower."""
+    from safetensors.torch import load_file
+
+    text = load_file(str(run / "text_encoder" / "model.safetensors"))
+    clip = load_file(str(run / "clip" / "model.safetensors"))
+    return max((text[k] - clip[f"text_model.{k}"]).abs().max().item() for k in text)
+
+
+@pytest.mark.slow
+def test_text_encoder_is_fine_tuned_with_the_unet_and_clip_is_kept(tmp_path):
+    """--text-lr > 0 moves text_encoder/ away from clip/'s tower; --text-lr 0 leaves it bit-identical."""
+    base = ["--out", str(tmp_path / "tuned"), *TINY_CHAIN, "--decoder-steps", "0"]
+    train_main(base)
+    assert _text_tower_change(tmp_path / "tuned") > 0.0  # three warm-up steps move it only slightly
+    train_main(["--out", str(tmp_path / "frozen"), *TINY_CHAIN, "--decoder-steps", "0", "--text-lr", "0",
+                "--resume-after-vae", str(tmp_path / "tuned")])
+    assert _text_tower_change(tmp_path / "frozen") == 0.0
 
 
 def test_resume_refuses_a_finished_run_or_other_settings(tmp_path):

@@ -1,6 +1,7 @@
 """Write the trained components in the diffusers layout `StableDiffusionPipeline.from_pretrained` reads.
 
-Layout: model_index.json, unet/, vae/, text_encoder/ (CLIPTextModel), tokenizer/, scheduler/ (DDIM),
+Layout: model_index.json, unet/, vae/, text_encoder/ (CLIPTextModel; the trainer later replaces it with the
+tower fine-tuned alongside the UNet), tokenizer/, scheduler/ (DDIM),
 image_encoder/ (CLIPVisionModelWithProjection), feature_extractor/ (64x64 CLIPImageProcessor), and clip/
 (the full CLIPModel, whose projections give toy CLIP-T and CLIP-I scores). Safetensors only.
 """
@@ -11,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from diffusers import AutoencoderKL, ModelMixin, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection, PreTrainedModel
 
 from .models import build_scheduler, image_processor
 
@@ -38,7 +39,7 @@ def save_pipeline(out: Path, *, clip: CLIPModel, tokenizer: CLIPTokenizer, vae: 
     clip.save_pretrained(str(out / "clip"), safe_serialization=True)
 
 
-def save_component_atomically(out: Path, name: str, model: ModelMixin) -> None:
+def save_component_atomically(out: Path, name: str, model: ModelMixin | PreTrainedModel) -> None:
     """Replace out/<name> so that a reader never sees a half-written component folder for long."""
     tmp = out / f"{name}.tmp"
     if tmp.exists():

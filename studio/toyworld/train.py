@@ -2,7 +2,8 @@
 
     python -m studio.toyworld.train --out assets/toyworld --overwrite
 
-Stages: CLIP (contrastive) -> VAE (joint) -> UNet (on the frozen encoder's latents) -> VAE decoder
+Stages: CLIP (contrastive) -> VAE (joint) -> UNet (on the frozen encoder's latents, with the text tower
+fine-tuned by the same loss; clip/ keeps the contrastive CLIP) -> VAE decoder
 fine-tune (encoder frozen, so the UNet's latent space is unchanged; see train_decoder.py).
 
 Why this shape: every stage is seeded from --seed (numpy and torch Generators, no global seeding of
@@ -47,6 +48,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=1e-3)
+    p.add_argument("--text-lr", type=float, default=5e-4,
+                   help="learning rate of the text encoder, fine-tuned with the UNet's loss (0: frozen)")
     p.add_argument("--decoder-steps", type=int, default=800)
     p.add_argument("--decoder-minutes", type=float, default=float("inf"))
     p.add_argument("--clip-minutes", type=float, default=float("inf"))
@@ -143,19 +146,22 @@ def main(argv: list[str] | None = None) -> dict:
     write_report()
 
     text_encoder, _ = split_clip(clip)
-    text_encoder = text_encoder.to(device).requires_grad_(False)
+    text_encoder = text_encoder.to(device)
 
-    def checkpoint(ema_unet, unet_report: dict) -> None:
+    def checkpoint(ema_unet, ema_text, unet_report: dict) -> None:
         save_component_atomically(out, "unet", ema_unet)
+        save_component_atomically(out, "text_encoder", ema_text)
         report["unet"] = unet_report
         write_report()
         log(f"checkpoint at unet step {unet_report['steps']}")
 
-    ema, report["unet"] = train_unet(
+    ema, ema_text, report["unet"] = train_unet(
         unet, text_encoder, tokenizer, data, mean, std, scaling, steps=args.unet_steps, batch=args.unet_batch,
         lr=args.unet_lr, seed=args.seed + 3, max_seconds=args.unet_minutes * 60, log=log, checkpoint=checkpoint,
+        text_lr=args.text_lr,
     )
     save_component_atomically(out, "unet", ema)
+    save_component_atomically(out, "text_encoder", ema_text)
     write_report()
     if args.decoder_steps > 0:
         report["decoder"] = train_decoder(vae, data, steps=args.decoder_steps, batch=args.vae_batch, lr=1e-3,
