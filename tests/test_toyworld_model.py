@@ -107,7 +107,8 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
     """The whole chain at toy scale: CLIP -> VAE -> UNet, then the diffusers layout and a report."""
     out = tmp_path / "tw"
     args = ["--out", str(out), "--scenes", "64", "--clip-steps", "2", "--clip-batch", "16", "--vae-steps", "2",
-            "--vae-batch", "4", "--unet-steps", "2", "--unet-batch", "4", "--decoder-steps", "2"]
+            "--vae-batch", "4", "--unet-steps", "2", "--unet-batch", "4", "--decoder-steps", "2", "--text-steps", "2",
+            "--text-batch", "8"]
     report = train_main(args)
     assert report["status"] == "done"
     assert report["unet"]["steps"] == 2 and report["decoder"]["steps"] == 2 and report["vae"]["scaling_factor"] > 0
@@ -119,7 +120,7 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
 
 
 TINY_CHAIN = ["--scenes", "64", "--clip-steps", "2", "--clip-batch", "16", "--vae-steps", "2", "--vae-batch", "4",
-              "--unet-steps", "3", "--unet-batch", "4"]
+              "--unet-steps", "3", "--unet-batch", "4", "--text-steps", "2", "--text-batch", "8"]
 
 
 @pytest.mark.slow
@@ -153,7 +154,7 @@ def test_text_encoder_is_fine_tuned_with_the_unet_and_clip_is_kept(tmp_path):
     train_main(base)
     assert _text_tower_change(tmp_path / "tuned") > 0.0  # three warm-up steps move it only slightly
     train_main(["--out", str(tmp_path / "frozen"), *TINY_CHAIN, "--decoder-steps", "0", "--text-lr", "0",
-                "--resume-after-vae", str(tmp_path / "tuned")])
+                "--text-steps", "0", "--resume-after-vae", str(tmp_path / "tuned")])
     assert _text_tower_change(tmp_path / "frozen") == 0.0
 
 

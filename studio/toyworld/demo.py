@@ -76,7 +76,7 @@ def main() -> None:
     pipe = load_toyworld_pipeline()
     pipe.set_progress_bar_config(disable=True)
     summary = run_demo(out, PipelineRenderer(pipe))
-    for prompt, path in zip(summary.prompts, summary.paths):
+    for prompt, path in zip(summary.prompts, summary.paths, strict=True):
         print(f"{path}: {prompt}")
     print("attribute accuracy: " + ", ".join(f"{k} {v:.0%}" for k, v in summary.accuracy.items()))
 

@@ -72,7 +72,7 @@ def evaluate(render: Render, prompts: Sequence[str], seeds: Sequence[int], name:
     for i in range(0, len(prompts), chunk if batch else 1):
         p, s = prompts[i : i + chunk], seeds[i : i + chunk]
         images.extend(batch(p, s) if batch else [render(p[0], s[0])])
-    for prompt, image in zip(prompts, images):
+    for prompt, image in zip(prompts, images, strict=True):
         report.tally.add(prompt, detect(image, templates=templates))
         report.prompts.append(prompt)
     if clip_t_scorer is not None:

@@ -28,7 +28,7 @@ def _bpe(symbols: list[str], ranks: dict[tuple[str, str], int]) -> list[str]:
     """Plain BPE as CLIP applies it: merge the lowest-ranked adjacent pair until none applies."""
     word = list(symbols)
     while len(word) > 1:
-        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(word, word[1:]))]
+        pairs = [(ranks.get((a, b), 1 << 30), i) for i, (a, b) in enumerate(zip(word, word[1:], strict=False))]
         rank, i = min(pairs)
         if rank == 1 << 30:
             break

@@ -2,8 +2,9 @@
 
     python -m studio.toyworld.train --out assets/toyworld --overwrite
 
-Stages: CLIP (contrastive) -> VAE (joint) -> UNet (on the frozen encoder's latents, with the text tower
-fine-tuned by the same loss; clip/ keeps the contrastive CLIP) -> VAE decoder
+Stages: CLIP (contrastive) -> VAE (joint) -> conditioning text tower (CLIP's text tower taught to carry
+every caption attribute, see train_text_tower.py) -> UNet (on the frozen encoder's latents, with the text
+tower fine-tuned by the same loss; clip/ keeps the contrastive CLIP) -> VAE decoder
 fine-tune (encoder frozen, so the UNet's latent space is unchanged; see train_decoder.py).
 
 Why this shape: every stage is seeded from --seed (numpy and torch Generators, no global seeding of
@@ -31,6 +32,7 @@ from .models import build_clip, build_unet, build_vae
 from .tokenizer_build import write_tokenizer_files
 from .train_clip import train_clip
 from .train_decoder import train_decoder
+from .train_text_tower import train_text_tower
 from .train_unet import train_unet
 from .train_vae import encode_all, reconstruction_psnr, train_vae
 
@@ -48,7 +50,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--unet-steps", type=int, default=6000)
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=1e-3)
-    p.add_argument("--text-lr", type=float, default=5e-4,
+    p.add_argument("--text-steps", type=int, default=400, help="steps of the conditioning text-tower stage")
+    p.add_argument("--text-batch", type=int, default=128)
+    p.add_argument("--text-lr", type=float, default=1e-4,
                    help="learning rate of the text encoder, fine-tuned with the UNet's loss (0: frozen)")
     p.add_argument("--decoder-steps", type=int, default=800)
     p.add_argument("--decoder-minutes", type=float, default=float("inf"))
@@ -147,6 +151,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     text_encoder, _ = split_clip(clip)
     text_encoder = text_encoder.to(device)
+    if args.text_steps > 0:
+        report["text_tower"] = train_text_tower(text_encoder, tokenizer, data, steps=args.text_steps,
+                                                batch=args.text_batch, lr=1e-3, seed=args.seed + 5,
+                                                max_seconds=float("inf"), log=log)
+        save_component_atomically(out, "text_encoder", text_encoder)
+        write_report()
 
     def checkpoint(ema_unet, ema_text, unet_report: dict) -> None:
         save_component_atomically(out, "unet", ema_unet)
