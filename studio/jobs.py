@@ -72,7 +72,10 @@ class Job:
     )
     image: str | None = field(
         default=None,
-        metadata=_spec({"type": ["string", "null"], "maxLength": 4096}, "Input image path (invert, visctrl target, mutual real source)."),
+        metadata=_spec(
+            {"type": ["string", "null"], "maxLength": 4096},
+            "Input image path (invert, visctrl target, mutual real source).",
+        ),
     )
     options: dict[str, Any] = field(
         default_factory=dict,

@@ -130,7 +130,6 @@ def run_job(
 
     from pipelines.backbone import Backbone
     from pipelines.events import Cancelled
-
     from studio.tasks import method_tasks
 
     methods = method_tasks()

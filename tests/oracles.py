@@ -65,7 +65,8 @@ def multi_reference_self_attention(
             continue
         k_cat = torch.cat([k[b]] + [k[r] for r in refs], dim=1)  # [H, L(1+R), D]
         v_cat = torch.cat([v[b]] + [v[r] for r in refs], dim=1)
-        bias = [torch.zeros(x.shape[1])] + [torch.where(m > 0, w, float("-inf")) for m, w in zip(masks, weights, strict=False)]
+        bias = [torch.zeros(x.shape[1])]
+        bias += [torch.where(m > 0, w, float("-inf")) for m, w in zip(masks, weights, strict=False)]
         mrsa = softmax_attention(q[b], k_cat, v_cat, torch.cat(bias)[None, None, :])
         rows.append(share * mrsa + (1 - share) * plain)
     return project_out(attn, rows)

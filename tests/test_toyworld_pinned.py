@@ -40,6 +40,6 @@ def test_generation_is_deterministic_per_seed():
     b = [render("a red circle in the center, gray background", 3), render("a blue square on the left", 4)]
     import numpy as np
 
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=True):
         assert np.abs(np.asarray(x, int) - np.asarray(y, int)).max() <= 2  # batch vs single: float noise only
     assert np.array_equal(np.asarray(render("a red circle", 3)), np.asarray(render("a red circle", 3)))

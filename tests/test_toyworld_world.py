@@ -21,7 +21,7 @@ def test_same_seed_same_render_and_truth():
     a, b = render_seed(123), render_seed(123)
     assert np.array_equal(a.image, b.image)
     assert a.spec == b.spec
-    for x, y in zip(a.objects, b.objects):
+    for x, y in zip(a.objects, b.objects, strict=True):
         assert np.array_equal(x.mask, y.mask) and x.box == y.box
 
 
@@ -93,7 +93,7 @@ def test_captions_parse_back_to_the_scene(seed):
     for text in (caption(scene), caption(scene, rng)):
         queries, _ = parse_caption(text)
         assert len(queries) == len(scene.objects)
-        for q, o in zip(queries, scene.objects):
+        for q, o in zip(queries, scene.objects, strict=True):
             assert (q.shape, q.color, q.pattern, q.size) == (o.shape, o.color, o.pattern, o.size or "medium")
             assert q.position in (None, o.position)
     queries, bg = parse_caption(caption(scene))

@@ -31,7 +31,7 @@ def match_objects(queries: list[ObjectQuery], detections: tuple[Detection, ...])
     best, best_score = [None] * len(queries), -1
     for perm in permutations(range(len(slots)), len(queries)):
         pick = [slots[i] for i in perm]
-        score = sum(_agreement(q, d) for q, d in zip(queries, pick) if d is not None)
+        score = sum(_agreement(q, d) for q, d in zip(queries, pick, strict=True) if d is not None)
         if score > best_score:
             best, best_score = pick, score
     return best
@@ -42,7 +42,7 @@ def prompt_attribute_scores(prompt: str, detection: SceneDetection) -> list[dict
     queries, _ = parse_caption(prompt)
     matched = match_objects(queries, detection.objects)
     out = []
-    for q, d in zip(queries, matched):
+    for q, d in zip(queries, matched, strict=True):
         asked = _asked(q)
         got = d.attributes() if d is not None else {}
         out.append({k: got.get(k) == asked[k] for k in ATTRIBUTES if asked[k] is not None})
