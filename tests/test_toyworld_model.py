@@ -183,23 +183,3 @@ def test_training_noise_adds_a_per_channel_offset():
     assert per_channel_mean.std().item() == pytest.approx((NOISE_OFFSET**2 + white_mean_std**2) ** 0.5, rel=0.1)
     assert (noise - noise.mean(dim=(2, 3), keepdim=True)).std().item() == pytest.approx(1.0, abs=0.02)
 
-
-def test_sampler_start_rows_teach_x0_from_pure_noise_and_leave_other_rows_stock():
-    """Oracles: diffusers' add_noise for ordinary rows, the DDIM x0 formula for sampler-start rows."""
-    from diffusers import DDPMScheduler
-
-    from studio.toyworld.train_unet import TERMINAL_START, sampler_start_rows
-
-    sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
-    gen = torch.Generator().manual_seed(0)
-    z0, noise = torch.randn(512, 4, 8, 8), torch.randn(512, 4, 8, 8)  # (B, C, h, w)
-    t = torch.randint(0, 1000, (512,), generator=gen)
-    zt, t2, target, rows = sampler_start_rows(z0, noise, t, sched.alphas_cumprod, gen)
-    assert 0 < rows.sum() < 512 and (t2[rows] >= TERMINAL_START).all() and torch.equal(t2[~rows], t[~rows])
-    torch.testing.assert_close(zt[~rows], sched.add_noise(z0, noise, t)[~rows])
-    assert torch.equal(target[~rows], noise[~rows])
-    a = sched.alphas_cumprod[t2[rows]].view(-1, 1, 1, 1)
-    x0 = (zt[rows] - (1 - a).sqrt() * target[rows]) / a.sqrt()
-    torch.testing.assert_close(x0, z0[rows], atol=1e-4, rtol=1e-4)
-    # The input of a sampler-start row carries nothing of its scene.
-    assert abs(torch.corrcoef(torch.stack([zt[rows].flatten(), z0[rows].flatten()]))[0, 1].item()) < 0.02

@@ -35,8 +35,6 @@ MIN_SNR_GAMMA = 5.0
 NOISE_OFFSET = 0.1
 HIGH_T_FRACTION = 0.5
 HIGH_T_START = 500
-TERMINAL_FRACTION = 0.125
-TERMINAL_START = 900
 
 
 def draw_timesteps(batch: int, gen: torch.Generator) -> torch.Tensor:
@@ -51,25 +49,6 @@ def draw_training_noise(shape: torch.Size, gen: torch.Generator, offset: float =
     """Gaussian noise plus `offset` times a per-sample, per-channel constant: (B, C, h, w)."""
     noise = torch.randn(shape, generator=gen)
     return noise + offset * torch.randn((shape[0], shape[1], 1, 1), generator=gen)
-
-
-def sampler_start_rows(z0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor,
-                       gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Turn TERMINAL_FRACTION of a batch into sampler-start rows; returns (z_t, t, target, x0_rows).
-
-    z0, noise: (B, C, h, w); t: (B,). Other rows keep the usual z_t = sqrt(a) z0 + sqrt(1 - a) noise and
-    target = noise. x0_rows (B,) marks the rows whose loss is to be weighted by 1/SNR.
-    """
-    batch = z0.shape[0]
-    x0_rows = torch.rand(batch, generator=gen) < TERMINAL_FRACTION  # (B,)
-    t = torch.where(x0_rows, torch.randint(TERMINAL_START, 1000, (batch,), generator=gen), t)
-    pure = torch.randn(z0.shape, generator=gen)  # (B, C, h, w) what the sampler starts from
-    a = alphas_cumprod[t].view(-1, 1, 1, 1)  # (B, 1, 1, 1)
-    noised = a.sqrt() * z0 + (1 - a).sqrt() * noise  # (B, C, h, w)
-    row = x0_rows.view(-1, 1, 1, 1)
-    zt = torch.where(row, pure, noised)
-    target = torch.where(row, (pure - a.sqrt() * z0) / (1 - a).sqrt(), noise)
-    return zt, t, target, x0_rows
 
 
 def encode_text(text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, prompts: list[str]) -> torch.Tensor:
@@ -100,7 +79,6 @@ def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenize
     snr = acp / (1 - acp)
     dev = next(unet.parameters()).device
     loss_weight = (torch.clamp(snr, max=MIN_SNR_GAMMA) / snr).to(dev)  # (1000,) min-SNR for epsilon prediction
-    snr_dev = snr.to(dev)  # (1000,)
 
     train_text = text_lr > 0
     text_encoder.requires_grad_(train_text)
@@ -137,12 +115,11 @@ def train_unet(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenize
         z0 = (latent_mean[idx_t] + latent_std[idx_t] * eps0) * scaling_factor  # (B, 4, 16, 16)
         noise = draw_training_noise(z0.shape, gen)  # (B, 4, 16, 16)
         t = draw_timesteps(batch, gen)  # (B,)
-        zt, t, target, x0_rows = sampler_start_rows(z0, noise, t, acp, gen)  # (B, 4, 16, 16), (B,), ..., (B,)
         # All noise is drawn on the CPU from one Generator, so a GPU run sees the same draws.
-        zt, t, target, x0_rows = zt.to(dev), t.to(dev), target.to(dev), x0_rows.to(dev)
-        weight = torch.where(x0_rows, 1 / snr_dev[t], loss_weight[t])  # (B,)
+        z0, noise, t = z0.to(dev), noise.to(dev), t.to(dev)
+        zt = noise_sched.add_noise(z0, noise, t)
         pred = unet(zt, t, cond).sample
-        loss = (weight.view(-1, 1, 1, 1) * (pred - target).pow(2)).mean()
+        loss = (loss_weight[t].view(-1, 1, 1, 1) * (pred - noise).pow(2)).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)
