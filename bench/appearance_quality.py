@@ -1,23 +1,30 @@
 """Toyworld quality of mutual self-attention, VisCtrl and FreeCustom, each against its own baseline.
 
-Run: python bench/appearance_quality.py [--quick]
+Run: python bench/appearance_quality.py [--quick] [--model DIR] [--threads N]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="fewer cases (the sizes the tests pin)")
+    parser.add_argument("--model", default=None, help="toyworld model folder (default: the bundled one)")
+    parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
+    import torch
+
     from pipelines.backbone import Backbone
     from studio.toyworld import load_toyworld_pipeline
     from studio.toyworld.method_eval import freecustom_composition, mutual_appearance, visctrl_transfer
 
-    backbone = Backbone.from_pipeline(load_toyworld_pipeline())
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    backbone = Backbone.from_pipeline(load_toyworld_pipeline(args.model) if args.model else load_toyworld_pipeline())
     n = 1 if args.quick else 3
     start = time.time()
     rows = [
@@ -44,7 +51,7 @@ def main() -> None:
     for name, method, baseline, cases in rows:
         print(f"  {name:<11} method {method:6.1%}   baseline {baseline:6.1%}   ({cases} cases)")
     print(
-        f"({time.time() - start:.0f} s) command: python bench/appearance_quality.py{' --quick' if args.quick else ''}"
+        f"({time.time() - start:.0f} s) command: python bench/appearance_quality.py {' '.join(sys.argv[1:])}"
     )
 
 

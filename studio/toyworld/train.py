@@ -47,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clip-batch", type=int, default=96)
     p.add_argument("--vae-steps", type=int, default=1400)
     p.add_argument("--vae-batch", type=int, default=24)
-    p.add_argument("--unet-steps", type=int, default=6000)
+    p.add_argument("--unet-steps", type=int, default=5000)
     p.add_argument("--unet-batch", type=int, default=32)
     p.add_argument("--unet-lr", type=float, default=1e-3)
     p.add_argument("--text-steps", type=int, default=400, help="steps of the conditioning text-tower stage")
