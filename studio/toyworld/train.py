@@ -158,9 +158,13 @@ def main(argv: list[str] | None = None) -> dict:
         save_component_atomically(out, "text_encoder", text_encoder)
         write_report()
 
-    def checkpoint(ema_unet, ema_text, unet_report: dict) -> None:
+    def save_trained(ema_unet, ema_text) -> None:
         save_component_atomically(out, "unet", ema_unet)
-        save_component_atomically(out, "text_encoder", ema_text)
+        if args.text_lr > 0:  # a frozen tower is already on disk
+            save_component_atomically(out, "text_encoder", ema_text)
+
+    def checkpoint(ema_unet, ema_text, unet_report: dict) -> None:
+        save_trained(ema_unet, ema_text)
         report["unet"] = unet_report
         write_report()
         log(f"checkpoint at unet step {unet_report['steps']}")
@@ -170,8 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
         lr=args.unet_lr, seed=args.seed + 3, max_seconds=args.unet_minutes * 60, log=log, checkpoint=checkpoint,
         text_lr=args.text_lr,
     )
-    save_component_atomically(out, "unet", ema)
-    save_component_atomically(out, "text_encoder", ema_text)
+    save_trained(ema, ema_text)
     write_report()
     if args.decoder_steps > 0:
         report["decoder"] = train_decoder(vae, data, steps=args.decoder_steps, batch=args.vae_batch, lr=1e-3,
