@@ -150,7 +150,7 @@ def _text_tower_change(run) -> float:
 @pytest.mark.slow
 def test_text_encoder_is_fine_tuned_with_the_unet_and_clip_is_kept(tmp_path):
     """--text-lr > 0 moves text_encoder/ away from clip/'s tower; --text-lr 0 leaves it bit-identical."""
-    base = ["--out", str(tmp_path / "tuned"), *TINY_CHAIN, "--decoder-steps", "0"]
+    base = ["--out", str(tmp_path / "tuned"), *TINY_CHAIN, "--decoder-steps", "0", "--text-lr", "1e-4"]
     train_main(base)
     assert _text_tower_change(tmp_path / "tuned") > 0.0  # three warm-up steps move it only slightly
     train_main(["--out", str(tmp_path / "frozen"), *TINY_CHAIN, "--decoder-steps", "0", "--text-lr", "0",
