@@ -182,4 +182,3 @@ def test_training_noise_adds_a_per_channel_offset():
     white_mean_std = 1 / 16  # std of the mean of 256 unit normals
     assert per_channel_mean.std().item() == pytest.approx((NOISE_OFFSET**2 + white_mean_std**2) ** 0.5, rel=0.1)
     assert (noise - noise.mean(dim=(2, 3), keepdim=True)).std().item() == pytest.approx(1.0, abs=0.02)
-

@@ -57,6 +57,6 @@ def test_first_step_prediction_puts_the_object_where_the_caption_says():
     the same map for every position and fails (the previous bundled model ranked the named cell first
     for 1 of the 9 positions)."""
     pipe = load_toyworld_pipeline()
-    shares = first_step_redness(pipe, tuple(POSITIONS), samples=16)
-    ranks = {s.position: s.named_cell_rank() for s in shares}
+    maps = first_step_redness(pipe, tuple(POSITIONS), samples=16)
+    ranks = {m.position: m.named_cell_rank() for m in maps}
     assert sum(r == 0 for r in ranks.values()) >= FIRST_STEP_NAMED_CELL_FIRST, ranks

@@ -12,15 +12,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from .vocab import POSITIONS
 
-CORNERS = ("at the top left", "at the top right", "at the bottom left", "at the bottom right")
-
 
 @dataclass(frozen=True)
-class RegionShares:
-    """Mean redness of the decoded first-step x0, per 3x3 grid cell (row, col), for one prompt."""
+class CellRedness:
+    """Mean redness of the decoded first-step x0 per 3x3 grid cell (row, col), for one position prompt."""
 
     position: str
     cells: torch.Tensor  # (3, 3)
@@ -28,13 +27,12 @@ class RegionShares:
     def named_cell_rank(self) -> int:
         """0 when the cell the position words name is the reddest of the nine."""
         gx, gy = POSITIONS[self.position]
-        named = self.cells[gy, gx]
-        return int((self.cells > named).sum())
+        return int((self.cells > self.cells[gy, gx]).sum())
 
 
 @torch.no_grad()
-def first_step_redness(pipe, positions: tuple[str, ...] = CORNERS, samples: int = 16, steps: int = 25,
-                       guidance_scale: float = 5.0, seed: int = 0) -> list[RegionShares]:
+def first_step_redness(pipe, positions: tuple[str, ...] = tuple(POSITIONS), samples: int = 16, steps: int = 25,
+                       guidance_scale: float = 5.0, seed: int = 0) -> list[CellRedness]:
     """For "a large red square {position}, white background": redness of the guided first-step x0 per cell.
 
     The same `samples` starting noises are used for every position, so differences between positions come
@@ -42,23 +40,21 @@ def first_step_redness(pipe, positions: tuple[str, ...] = CORNERS, samples: int 
     unet, vae, scheduler = pipe.unet, pipe.vae, pipe.scheduler
     scheduler.set_timesteps(steps)
     t = scheduler.timesteps[0]
-    alpha_bar = scheduler.alphas_cumprod[int(t)]
     size = unet.config.sample_size
     gen = torch.Generator().manual_seed(seed)
     z = torch.randn(samples, unet.config.in_channels, size, size, generator=gen)  # (S, C, h, w)
     z = z.to(unet.device, unet.dtype) * scheduler.init_noise_sigma
+    _, uncond = pipe.encode_prompt([""], unet.device, samples, True, [""])
+    eps_u = unet(z, t, encoder_hidden_states=uncond).sample  # (S, C, h, w): the same for every position
     out = []
     for position in positions:
-        cond, uncond = pipe.encode_prompt([f"a large red square {position}, white background"], unet.device, samples,
-                                          True, [""])
+        cond, _ = pipe.encode_prompt([f"a large red square {position}, white background"], unet.device, samples,
+                                     False)
         eps_c = unet(z, t, encoder_hidden_states=cond).sample  # (S, C, h, w)
-        eps_u = unet(z, t, encoder_hidden_states=uncond).sample
         eps = eps_u + guidance_scale * (eps_c - eps_u)
-        x0 = (z - (1 - alpha_bar).sqrt() * eps) / alpha_bar.sqrt()  # (S, C, h, w)
+        x0 = scheduler.step(eps, t, z).pred_original_sample  # (S, C, h, w)
         image = vae.decode(x0 / vae.config.scaling_factor).sample.clamp(-1, 1).float().cpu()  # (S, 3, H, W)
         redness = (image[:, 0] - 0.5 * (image[:, 1] + image[:, 2])).mean(0)  # (H, W)
-        h, w = redness.shape
-        cells = torch.stack([torch.stack([redness[r * h // 3:(r + 1) * h // 3, c * w // 3:(c + 1) * w // 3].mean()
-                                          for c in range(3)]) for r in range(3)])  # (3, 3)
-        out.append(RegionShares(position, cells))
+        cells = F.adaptive_avg_pool2d(redness[None, None], 3)[0, 0]  # (3, 3)
+        out.append(CellRedness(position, cells))
     return out
