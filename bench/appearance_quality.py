@@ -20,7 +20,12 @@ def main() -> None:
 
     from pipelines.backbone import Backbone
     from studio.toyworld import load_toyworld_pipeline
-    from studio.toyworld.method_eval import freecustom_composition, mutual_appearance, visctrl_transfer
+    from studio.toyworld.method_eval import (
+        freecustom_composition,
+        mutual_appearance,
+        mutual_background,
+        visctrl_transfer,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -33,6 +38,12 @@ def main() -> None:
             mutual_appearance(backbone, seeds=n),
             mutual_appearance(backbone, seeds=n, with_method=False),
             6 * n,
+        ),
+        (
+            "mutual bg",
+            mutual_background(backbone, seeds=2 * n),
+            mutual_background(backbone, seeds=2 * n, with_method=False),
+            6 * 2 * n,
         ),
         (
             "visctrl",

@@ -6,6 +6,8 @@ inputs, the control switched off), so the figure says how much the method itself
 
 - mutual: the source has a pattern the target prompt does not mention; success = the target keeps the
   source's colour and pattern and goes to the target prompt's new position.
+- mutual background: the source names a background the target prompt does not; success = the target's
+  background is the source's.
 - visctrl: a held-out concept's colour and pattern are transferred onto a rendered target object of
   another shape and colour; success = the object under the target mask now has them.
 - freecustom: two held-out concepts, each given by a reference shown in context; success = both appear.
@@ -210,6 +212,51 @@ def mutual_appearance(backbone, seeds: int = 2, steps: int = 25, with_method: bo
             found = detect(out).objects
             d = found[0] if found else None
             hits += d is not None and d.color == color and d.pattern == pattern and d.position == "on the left"
+            total += 1
+    return hits / total
+
+
+MUTUAL_BACKGROUND_CASES = (
+    ("white", "red", "star", "circle"),
+    ("black", "blue", "circle", "square"),
+    ("beige", "green", "square", "triangle"),
+    ("white", "yellow", "triangle", "star"),
+    ("black", "purple", "square", "circle"),
+    ("beige", "orange", "circle", "star"),
+)
+BACKGROUND_KEPT = 20.0  # mean |RGB difference| of the corners, in grey levels
+
+
+def _corner_rgb(image: Image.Image) -> np.ndarray:
+    a = np.asarray(image, np.float32)  # (H, W, 3)
+    return np.concatenate([a[:6, :6], a[:6, -6:], a[-6:, :6], a[-6:, -6:]]).reshape(-1, 3).mean(0)
+
+
+def mutual_background(backbone, seeds: int = 2, steps: int = 25, with_method: bool = True) -> float:
+    """Share of targets whose unsaid background is the source's (corners within BACKGROUND_KEPT grey levels).
+
+    The target prompt changes the shape and position and says no background; the source says one. This is
+    what self-attention carries on the bundled model (bench/self_attention_use.py): swapping its keys and
+    values moves the background, not the object's pattern.
+    """
+    from pipelines.generate import generate
+    from pipelines.mutual import mutual_edit
+
+    hits = 0
+    total = 0
+    for background, color, shape, new_shape in MUTUAL_BACKGROUND_CASES:
+        for seed in range(seeds):
+            source_prompt = f"a large {color} {shape} in the center, {background} background"
+            target_prompt = f"a large {color} {new_shape} on the left"
+            kwargs = dict(num_inference_steps=steps, guidance_scale=5.0, width=64, height=64)
+            out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt,
+                              generator=torch.Generator().manual_seed(seed), **kwargs)
+            if with_method:
+                image = out.images[0]
+            else:
+                g = torch.Generator().manual_seed(seed)
+                image = generate(backbone, target_prompt, generator=g, **kwargs).images[0]
+            hits += float(np.abs(_corner_rgb(image) - _corner_rgb(out.source)).mean()) < BACKGROUND_KEPT
             total += 1
     return hits / total
 
