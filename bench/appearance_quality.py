@@ -29,9 +29,10 @@ def main() -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    backbone = Backbone.from_pipeline(load_toyworld_pipeline(args.model) if args.model else load_toyworld_pipeline())
+    backbone = Backbone.from_pipeline(load_toyworld_pipeline(args.model))
     n = 1 if args.quick else 3
     start = time.time()
+    background = mutual_background(backbone, seeds=2 * n)
     rows = [
         (
             "mutual",
@@ -41,9 +42,9 @@ def main() -> None:
         ),
         (
             "mutual bg",
-            mutual_background(backbone, seeds=2 * n),
-            mutual_background(backbone, seeds=2 * n, with_method=False),
-            6 * 2 * n,
+            background.method,
+            background.baseline,
+            background.cases,
         ),
         (
             "visctrl",

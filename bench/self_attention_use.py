@@ -147,30 +147,26 @@ SWAP_PAIRS = (
 )
 
 
-def _corners(image: np.ndarray) -> np.ndarray:
-    return np.concatenate([image[:6, :6], image[:6, -6:], image[-6:, :6], image[-6:, -6:]]).reshape(-1, 3).mean(0)
-
-
 def swap(pipe) -> list[tuple[str, float, float, float]]:
     """Per pair: mean |swap - stock|, and the corner (background) distance to the source, stock and swapped."""
     from attention_processors.selection import SiteFilter
     from pipelines.backbone import Backbone
     from pipelines.mutual import mutual_edit
+    from studio.toyworld.method_eval import corner_rgb
 
     backbone = Backbone.from_pipeline(pipe)
     rows = []
     for i, (source, target, open_part) in enumerate(SWAP_PAIRS):
-        outs = []
-        for sites in (SiteFilter(kind="self", levels=()), SiteFilter(kind="self")):
-            g = torch.Generator().manual_seed(i)
-            out = mutual_edit(backbone, target, source_prompt=source, sites=sites, start=0.0, num_inference_steps=25,
-                              guidance_scale=5.0, generator=g, width=64, height=64)
-            outs.append(np.asarray(out.images[0], np.float32))
-            source_corners = _corners(np.asarray(out.source, np.float32))
-        stock, swapped = outs
+        outs = [
+            mutual_edit(backbone, target, source_prompt=source, sites=sites, start=0.0, num_inference_steps=25,
+                        guidance_scale=5.0, generator=torch.Generator().manual_seed(i), width=64, height=64)
+            for sites in (SiteFilter(kind="self", levels=()), SiteFilter(kind="self"))
+        ]
+        stock, swapped = (np.asarray(o.images[0], np.float32) for o in outs)  # (H, W, 3) each
+        source_corners = corner_rgb(outs[0].source)  # the source row is the same in both runs
         rows.append((open_part, float(np.abs(stock - swapped).mean()),
-                     float(np.abs(_corners(stock) - source_corners).mean()),
-                     float(np.abs(_corners(swapped) - source_corners).mean())))
+                     float(np.abs(corner_rgb(stock) - source_corners).mean()),
+                     float(np.abs(corner_rgb(swapped) - source_corners).mean())))
     return rows
 
 

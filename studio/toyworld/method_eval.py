@@ -227,22 +227,24 @@ MUTUAL_BACKGROUND_CASES = (
 BACKGROUND_KEPT = 20.0  # mean |RGB difference| of the corners, in grey levels
 
 
-def _corner_rgb(image: Image.Image) -> np.ndarray:
+def corner_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
+    """Mean RGB of the four 6x6 corners: the background wherever the objects are."""
     a = np.asarray(image, np.float32)  # (H, W, 3)
     return np.concatenate([a[:6, :6], a[:6, -6:], a[-6:, :6], a[-6:, -6:]]).reshape(-1, 3).mean(0)
 
 
-def mutual_background(backbone, seeds: int = 2, steps: int = 25, with_method: bool = True) -> float:
+def mutual_background(backbone, seeds: int = 2, steps: int = 25) -> Rates:
     """Share of targets whose unsaid background is the source's (corners within BACKGROUND_KEPT grey levels).
 
     The target prompt changes the shape and position and says no background; the source says one. This is
     what self-attention carries on the bundled model (bench/self_attention_use.py): swapping its keys and
-    values moves the background, not the object's pattern.
+    values moves the background, not the object's pattern. The baseline is the target prompt generated from
+    the same seed without the control, scored against the same source.
     """
     from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
 
-    hits = 0
+    hits = np.zeros(2)  # (method, baseline)
     total = 0
     for background, color, shape, new_shape in MUTUAL_BACKGROUND_CASES:
         for seed in range(seeds):
@@ -251,14 +253,12 @@ def mutual_background(backbone, seeds: int = 2, steps: int = 25, with_method: bo
             kwargs = dict(num_inference_steps=steps, guidance_scale=5.0, width=64, height=64)
             out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt,
                               generator=torch.Generator().manual_seed(seed), **kwargs)
-            if with_method:
-                image = out.images[0]
-            else:
-                g = torch.Generator().manual_seed(seed)
-                image = generate(backbone, target_prompt, generator=g, **kwargs).images[0]
-            hits += float(np.abs(_corner_rgb(image) - _corner_rgb(out.source)).mean()) < BACKGROUND_KEPT
+            plain = generate(backbone, target_prompt, generator=torch.Generator().manual_seed(seed), **kwargs)
+            source = corner_rgb(out.source)
+            hits += [float(np.abs(corner_rgb(image) - source).mean()) < BACKGROUND_KEPT
+                     for image in (out.images[0], plain.images[0])]
             total += 1
-    return hits / total
+    return Rates(float(hits[0]) / total, float(hits[1]) / total, total)
 
 
 VIEW_POSITIONS = ("in the center", "on the left", "at the top", "on the right")
