@@ -32,36 +32,17 @@ def main() -> None:
     backbone = Backbone.from_pipeline(load_toyworld_pipeline(args.model))
     n = 1 if args.quick else 3
     start = time.time()
-    background = mutual_background(backbone, seeds=2 * n)
     rows = [
-        (
-            "mutual",
-            mutual_appearance(backbone, seeds=n),
-            mutual_appearance(backbone, seeds=n, with_method=False),
-            6 * n,
-        ),
-        (
-            "mutual bg",
-            background.method,
-            background.baseline,
-            background.cases,
-        ),
-        (
-            "visctrl",
-            visctrl_transfer(backbone, cases=2 * n),
-            visctrl_transfer(backbone, cases=2 * n, with_method=False),
-            3 * 2 * n,
-        ),
-        (
-            "freecustom",
-            freecustom_composition(backbone, seeds=8 * n),
-            freecustom_composition(backbone, seeds=8 * n, with_method=False),
-            8 * n,
-        ),
+        ("mutual", mutual_appearance(backbone, seeds=n)),
+        ("mutual bg", mutual_background(backbone, seeds=2 * n)),
+        ("visctrl", visctrl_transfer(backbone, cases=2 * n)),
+        ("visctrl crop", visctrl_transfer(backbone, cases=2 * n, crop=True)),
+        ("visctrl x3", visctrl_transfer(backbone, cases=2 * n, passes=3)),
+        ("freecustom", freecustom_composition(backbone, seeds=8 * n)),
     ]
     print("toyworld appearance methods: success rate with the method vs the same run without it")
-    for name, method, baseline, cases in rows:
-        print(f"  {name:<11} method {method:6.1%}   baseline {baseline:6.1%}   ({cases} cases)")
+    for name, rates in rows:
+        print("  " + rates.line(name))
     print(
         f"({time.time() - start:.0f} s) command: python bench/appearance_quality.py {' '.join(sys.argv[1:])}"
     )

@@ -26,7 +26,7 @@ from PIL import Image
 from studio.metrics.concepts import concept_present
 from studio.toyworld import toyworld_path
 from studio.toyworld.detector import detect
-from studio.toyworld.vocab import ALL_PATTERNS, ALL_SHAPES
+from studio.toyworld.vocab import ALL_PATTERNS, ALL_SHAPES, HELD_OUT_PATTERNS, HELD_OUT_SHAPES
 from studio.toyworld.world import Background, SceneSpec, make_object, render
 
 
@@ -37,7 +37,7 @@ class Rates:
     cases: int
 
     def line(self, name: str) -> str:
-        return f"{name:<11} method {self.method:6.1%}   baseline {self.baseline:6.1%}   ({self.cases} cases)"
+        return f"{name:<13} method {self.method:6.1%}   baseline {self.baseline:6.1%}   ({self.cases} cases)"
 
 
 def concept(name: str, root: Path | None = None) -> dict:
@@ -84,13 +84,17 @@ def visctrl_transfer(
     concepts: tuple[str, ...] = ("twotone_star", "dotted_hexagon", "orange_crescent"),
     cases: int = 6,
     passes: int = 1,
-    with_method: bool = True,
-) -> float:
-    """Share of cases whose target object takes the concept's colour and pattern."""
+    crop: bool = False,
+) -> Rates:
+    """Share of cases whose target object takes the concept's colour and pattern, with VisCtrl and with the
+    same passes run with the control never active (inversion and regeneration alone)."""
     from pipelines.visctrl import FIRST_PASS, LATER_PASS, VisCtrlPass, visctrl
 
-    off = VisCtrlPass(FIRST_PASS.num_inference_steps, FIRST_PASS.guidance_scale, 1.0)  # control never active
-    hits = 0
+    switched_off = {
+        "first_pass": VisCtrlPass(FIRST_PASS.num_inference_steps, FIRST_PASS.guidance_scale, 1.0),
+        "later_passes": VisCtrlPass(LATER_PASS.num_inference_steps, LATER_PASS.guidance_scale, 1.0),
+    }
+    hits = np.zeros(2)  # (method, baseline)
     total = 0
     for name in concepts:
         info = concept(name)
@@ -102,19 +106,22 @@ def visctrl_transfer(
             )
             target = Image.fromarray(scene.image)
             mask = scene.objects[0].mask
-            out = visctrl(
-                backbone,
-                reference,
-                ref_mask,
-                [(target, torch.from_numpy(mask.astype(np.float32)))],
-                passes=passes,
-                crop=False,
-                first_pass=FIRST_PASS if with_method else off,
-                later_passes=LATER_PASS if with_method else VisCtrlPass(5, 4.0, 1.0),
-            )
-            hits += _appearance_matches(_object_under(out.images[0], mask), info)
+            targets = [(target, torch.from_numpy(mask.astype(np.float32)))]
+            for column, schedule in enumerate(({}, switched_off)):
+                out = visctrl(backbone, reference, ref_mask, targets, passes=passes, crop=crop, **schedule)
+                hits[column] += _appearance_matches(_object_under(out.images[0], mask), info)
             total += 1
-    return hits / total
+    return Rates(float(hits[0]) / total, float(hits[1]) / total, total)
+
+
+def concept_phrase(info: dict) -> str:
+    """How a prompt names a concept: held-out shapes and patterns have no trained word, so a held-out shape
+    is "object" (the word the appearance-pair stage taught as "the shape of the object attended to") and a
+    held-out pattern goes unsaid; a known pattern is said."""
+    shape = "object" if info["shape"] in HELD_OUT_SHAPES else info["shape"]
+    pattern = "" if info["pattern"] in HELD_OUT_PATTERNS or info["pattern"] == "plain" else f"{info['pattern']} "
+    words = f"{info['color']} {pattern}{shape}"
+    return f"{'an' if words[0] in 'aeiou' else 'a'} {words}"
 
 
 def freecustom_composition(
@@ -122,48 +129,31 @@ def freecustom_composition(
     pair: tuple[str, str] = ("twotone_star", "dotted_hexagon"),
     seeds: int = 8,
     steps: int = 25,
-    with_method: bool = True,
-) -> float:
-    """Share of generations in which both concepts appear (shape, colour and pattern)."""
+) -> Rates:
+    """Share of generations in which both concepts appear (shape, colour and pattern), with FreeCustom and
+    with the same prompt and seed generated without references."""
     from pipelines.customize import Reference, freecustom
     from pipelines.generate import generate
 
     a, b = concept(pair[0]), concept(pair[1])
-    prompt = (
-        f"a {a['color']} {a['shape']} on the left and a {b['color']} {b['pattern']} {b['shape']} on the right"
-        if b["pattern"] != "plain"
-        else f"a {a['color']} {a['shape']} on the left and a {b['color']} {b['shape']} on the right"
-    )
-    hits = 0
+    prompt = f"{concept_phrase(a)} on the left and {concept_phrase(b)} on the right"
+    kwargs = {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
+    hits = np.zeros(2)  # (method, baseline)
     for seed in range(seeds):
-        g = [torch.Generator().manual_seed(seed)]
-        if with_method:
-            refs = []
-            for info in (a, b):
-                image, mask = _render_pair(info, "context", seed)
-                refs.append(Reference(image, mask, f"a {info['color']} {info['shape']}"))
-            out = freecustom(
-                backbone,
-                prompt,
-                refs,
-                num_inference_steps=steps,
-                guidance_scale=5.0,
-                generator=g,
-                width=64,
-                height=64,
-                reference_seed=seed,
+        refs = []
+        for info in (a, b):
+            image, mask = _render_pair(info, "context", seed)
+            refs.append(Reference(image, mask, concept_phrase(info)))
+        with_refs = freecustom(backbone, prompt, refs, generator=[torch.Generator().manual_seed(seed)],
+                               reference_seed=seed, **kwargs)
+        plain = generate(backbone, prompt, generator=[torch.Generator().manual_seed(seed)], **kwargs)
+        for column, out in enumerate((with_refs, plain)):
+            hits[column] += all(
+                concept_present(out.images[0], shape=c["shape"], color=c["color"], pattern=c["pattern"],
+                                color2=c.get("color2"))
+                for c in (a, b)
             )
-        else:
-            out = generate(
-                backbone, prompt, num_inference_steps=steps, guidance_scale=5.0, generator=g, width=64, height=64
-            )
-        image = out.images[0]
-        present = [
-            concept_present(image, shape=c["shape"], color=c["color"], pattern=c["pattern"], color2=c.get("color2"))
-            for c in (a, b)
-        ]
-        hits += all(present)
-    return hits / seeds
+    return Rates(float(hits[0]) / seeds, float(hits[1]) / seeds, seeds)
 
 
 MUTUAL_CASES = (
@@ -176,44 +166,29 @@ MUTUAL_CASES = (
 )
 
 
-def mutual_appearance(backbone, seeds: int = 2, steps: int = 25, with_method: bool = True) -> float:
-    """Share of targets that keep the source's colour and unmentioned pattern and move to the new position."""
+def mutual_appearance(backbone, seeds: int = 2, steps: int = 25) -> Rates:
+    """Share of targets that keep the source's colour and unmentioned pattern and move to the new position,
+    with mutual self-attention and with the target prompt generated from the same seed without it."""
     from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
 
-    hits = 0
+    hits = np.zeros(2)  # (method, baseline)
     total = 0
     for color, pattern, shape in MUTUAL_CASES:
         for seed in range(seeds):
             source_prompt = f"a large {color} {pattern} {shape} in the center, gray background"
             target_prompt = f"a large {color} {shape} on the left, gray background"
-            g = torch.Generator().manual_seed(seed)
-            if with_method:
-                out = mutual_edit(
-                    backbone,
-                    target_prompt,
-                    source_prompt=source_prompt,
-                    num_inference_steps=steps,
-                    guidance_scale=5.0,
-                    generator=g,
-                    width=64,
-                    height=64,
-                ).images[0]
-            else:
-                out = generate(
-                    backbone,
-                    target_prompt,
-                    num_inference_steps=steps,
-                    guidance_scale=5.0,
-                    generator=g,
-                    width=64,
-                    height=64,
-                ).images[0]
-            found = detect(out).objects
-            d = found[0] if found else None
-            hits += d is not None and d.color == color and d.pattern == pattern and d.position == "on the left"
+            kwargs = {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
+            out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt,
+                              generator=torch.Generator().manual_seed(seed), **kwargs)
+            plain = generate(backbone, target_prompt, generator=torch.Generator().manual_seed(seed), **kwargs)
+            for column, image in enumerate((out.images[0], plain.images[0])):
+                found = detect(image).objects
+                d = found[0] if found else None
+                hits[column] += (d is not None and d.color == color and d.pattern == pattern
+                                 and d.position == "on the left")
             total += 1
-    return hits / total
+    return Rates(float(hits[0]) / total, float(hits[1]) / total, total)
 
 
 MUTUAL_BACKGROUND_CASES = (
@@ -250,7 +225,7 @@ def mutual_background(backbone, seeds: int = 2, steps: int = 25) -> Rates:
         for seed in range(seeds):
             source_prompt = f"a large {color} {shape} in the center, {background} background"
             target_prompt = f"a large {color} {new_shape} on the left"
-            kwargs = dict(num_inference_steps=steps, guidance_scale=5.0, width=64, height=64)
+            kwargs = {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
             out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt,
                               generator=torch.Generator().manual_seed(seed), **kwargs)
             plain = generate(backbone, target_prompt, generator=torch.Generator().manual_seed(seed), **kwargs)

@@ -5,7 +5,9 @@
 Stages: CLIP (contrastive) -> VAE (joint) -> conditioning text tower (CLIP's text tower taught to carry
 every caption attribute, see train_text_tower.py) -> UNet (on the frozen encoder's latents and the frozen
 text tower; clip/ keeps the contrastive CLIP) -> VAE decoder fine-tune (encoder frozen, so the UNet's latent
-space is unchanged; see train_decoder.py).
+space is unchanged; see train_decoder.py). The bundled model then takes one more stage, run on the finished
+model: `python -m studio.toyworld.train_pairs --base OUT --out FINAL` fine-tunes the UNet on appearance
+pairs with joint self-attention, so that self-attention carries object appearance (see train_pairs.py).
 
 The text tower stays frozen during the UNet stage by default (--text-lr 0). Fine-tuning it with the UNet's
 loss (--text-lr 1e-4) shrank the position signal the text stage had put in it (hidden-state distance
