@@ -246,10 +246,14 @@ def encode_pairs(vae: AutoencoderKL, pairs: PairSet, batch: int = 64) -> tuple[t
 
 def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer,
                 pairs: PairSet, latent_mean: torch.Tensor, latent_std: torch.Tensor, scaling_factor: float, *,
-                steps: int, pairs_per_batch: int, lr: float, seed: int, max_seconds: float,
+                steps: int, pairs_per_batch: int, lr: float, attn_lr: float, seed: int, max_seconds: float,
                 log: Callable[[str], None], checkpoint: Callable[[UNet2DConditionModel, dict], None],
                 checkpoint_seconds: float = 300.0, ema_decay: float = 0.995) -> tuple[UNet2DConditionModel, dict]:
-    """Fine-tune `unet` on appearance pairs; returns its EMA and a report. latent_*: (N, 3, C, h, w)."""
+    """Fine-tune `unet` on appearance pairs; returns its EMA and a report. latent_*: (N, 3, C, h, w).
+
+    `attn_lr` is the self-attention projections' learning rate: the bundled UNet barely uses its
+    self-attention (zeroing it moves an image by a few grey levels), so that path starts weak and learns
+    slowly at the rate that keeps the rest of the UNet's single-image skills."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -260,7 +264,10 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
     text_encoder.requires_grad_(False).eval()
     ema = copy.deepcopy(unet).eval().requires_grad_(False)
     params = list(unet.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+    named = list(unet.named_parameters())
+    groups = [{"params": [q for n, q in named if ".attn1." in n], "base_lr": attn_lr},
+              {"params": [q for n, q in named if ".attn1." not in n], "base_lr": lr}]
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=0.01)
     p = pairs_per_batch
     current: list[JointLayout] = []  # this step's layout, read by every self-attention layer
 
@@ -277,7 +284,7 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
         for step in range(steps):
             frac = max(step / steps, (time.time() - start) / max_seconds)
             for g in opt.param_groups:
-                g["lr"] = lr * min(1.0, (step + 1) / 100) * (0.1 + 0.45 * (1 + np.cos(np.pi * min(frac, 1.0))))
+                g["lr"] = g["base_lr"] * min(1.0, (step + 1) / 100) * (0.1 + 0.45 * (1 + np.cos(np.pi * min(frac, 1.0))))
             idx = rng.choice(len(pairs), size=p, replace=False)
             src_text = ["" if rng.random() < SOURCE_DROPOUT else caption(pairs.pairs[i].source, rng) for i in idx]
             dropped = rng.random(p) < TARGET_DROPOUT
@@ -339,6 +346,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--batch", type=int, default=16, help="pairs per step (the UNet sees twice as many rows)")
     p.add_argument("--lr", type=float, default=6e-4)
+    p.add_argument("--attn-lr", type=float, default=3e-3, help="learning rate of the self-attention projections")
     p.add_argument("--minutes", type=float, default=float("inf"))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -394,7 +402,7 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"checkpoint at pairs step {stage_report['steps']}")
 
     ema, stage_report = train_pairs(unet, text_encoder, tokenizer, data, mean, std, float(vae.config.scaling_factor),
-                                    steps=args.steps, pairs_per_batch=args.batch, lr=args.lr, seed=args.seed + 7,
+                                    steps=args.steps, pairs_per_batch=args.batch, lr=args.lr, attn_lr=args.attn_lr, seed=args.seed + 7,
                                     max_seconds=args.minutes * 60, log=log, checkpoint=checkpoint)
     save_component_atomically(out, "unet", ema)
     stage.update(stage_report, status="done")
