@@ -135,5 +135,6 @@ def test_before_edit_changes_only_the_copied_objects_colour_and_pattern():
         pair = sample_pair(rng)
         before = before_edit(pair.target, rng)
         (b, *b_rest), (a, *a_rest) = before.objects, pair.target.objects
-        assert b.color != a.color and (b.shape, b.position, b.center, b.size) == (a.shape, a.position, a.center, a.size)
+        assert b.color != a.color
+        assert (b.shape, b.position, b.center, b.size) == (a.shape, a.position, a.center, a.size)
         assert b_rest == a_rest and before.background == pair.target.background

@@ -99,7 +99,9 @@ def sample_pair(rng: np.random.Generator) -> AppearancePair:
     objects: list[ObjectSpec] = [make_object(shape, model.color, model.pattern, size, position, rng)]
     if extra:
         for _ in range(50):
-            other = make_object(str(rng.choice(TRAIN_SHAPES)), str(rng.choice([c for c in COLORS if c != model.color])),
+            shape_2 = str(rng.choice(TRAIN_SHAPES))  # draw order kept: it fixes the pair set of the bundled run
+            color_2 = str(rng.choice([c for c in COLORS if c != model.color]))
+            other = make_object(shape_2, color_2,
                                 str(rng.choice(TRAIN_PATTERNS)), "small",
                                 str(rng.choice([p for p in POSITIONS if p != position])), rng)
             gap = np.hypot(other.center[0] - objects[0].center[0], other.center[1] - objects[0].center[1])
@@ -284,7 +286,8 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
         for step in range(steps):
             frac = max(step / steps, (time.time() - start) / max_seconds)
             for g in opt.param_groups:
-                g["lr"] = g["base_lr"] * min(1.0, (step + 1) / 100) * (0.1 + 0.45 * (1 + np.cos(np.pi * min(frac, 1.0))))
+                warmup = min(1.0, (step + 1) / 100)
+                g["lr"] = g["base_lr"] * warmup * (0.1 + 0.45 * (1 + np.cos(np.pi * min(frac, 1.0))))
             idx = rng.choice(len(pairs), size=p, replace=False)
             src_text = ["" if rng.random() < SOURCE_DROPOUT else caption(pairs.pairs[i].source, rng) for i in idx]
             dropped = rng.random(p) < TARGET_DROPOUT
@@ -402,8 +405,8 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"checkpoint at pairs step {stage_report['steps']}")
 
     ema, stage_report = train_pairs(unet, text_encoder, tokenizer, data, mean, std, float(vae.config.scaling_factor),
-                                    steps=args.steps, pairs_per_batch=args.batch, lr=args.lr, attn_lr=args.attn_lr, seed=args.seed + 7,
-                                    max_seconds=args.minutes * 60, log=log, checkpoint=checkpoint)
+                                    steps=args.steps, pairs_per_batch=args.batch, lr=args.lr, attn_lr=args.attn_lr,
+                                    seed=args.seed + 7, max_seconds=args.minutes * 60, log=log, checkpoint=checkpoint)
     save_component_atomically(out, "unet", ema)
     stage.update(stage_report, status="done")
     write_report()
