@@ -111,6 +111,12 @@ def test_the_stage_fine_tunes_a_copy_of_the_base_and_refuses_to_overwrite(tmp_pa
     assert any(not torch.equal(tuned[k], base[k]) for k in base)
     with pytest.raises(SystemExit, match="already holds a model"):
         pairs_main(["--base", str(toyworld_path()), "--out", str(out)])
+    other = tmp_path / "someone_elses"
+    other.mkdir()
+    (other / "notes.txt").write_text("keep me")
+    with pytest.raises(SystemExit, match="other files in it"):
+        pairs_main(["--base", str(toyworld_path()), "--out", str(other)])
+    assert (other / "notes.txt").read_text() == "keep me"
     with pytest.raises(SystemExit, match="must differ"):
         pairs_main(["--base", str(out), "--out", str(out), "--overwrite"])
 

@@ -16,7 +16,7 @@ inputs, the control switched off), so the figure says how much the method itself
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -36,8 +36,18 @@ class Rates:
     baseline: float
     cases: int
 
+    @classmethod
+    def from_hits(cls, hits: np.ndarray, cases: int) -> Rates:
+        """hits: (2,) successes with the method and without it, over `cases`."""
+        return cls(float(hits[0]) / cases, float(hits[1]) / cases, cases)
+
     def line(self, name: str) -> str:
         return f"{name:<13} method {self.method:6.1%}   baseline {self.baseline:6.1%}   ({self.cases} cases)"
+
+
+def _generation(steps: int) -> dict:
+    """The toyworld evaluation's sampler settings: DDIM `steps`, CFG 5, the model's native 64 px."""
+    return {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
 
 
 def concept(name: str, root: Path | None = None) -> dict:
@@ -88,12 +98,9 @@ def visctrl_transfer(
 ) -> Rates:
     """Share of cases whose target object takes the concept's colour and pattern, with VisCtrl and with the
     same passes run with the control never active (inversion and regeneration alone)."""
-    from pipelines.visctrl import FIRST_PASS, LATER_PASS, VisCtrlPass, visctrl
+    from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
 
-    switched_off = {
-        "first_pass": VisCtrlPass(FIRST_PASS.num_inference_steps, FIRST_PASS.guidance_scale, 1.0),
-        "later_passes": VisCtrlPass(LATER_PASS.num_inference_steps, LATER_PASS.guidance_scale, 1.0),
-    }
+    switched_off = {"first_pass": replace(FIRST_PASS, start=1.0), "later_passes": replace(LATER_PASS, start=1.0)}
     hits = np.zeros(2)  # (method, baseline)
     total = 0
     for name in concepts:
@@ -111,7 +118,7 @@ def visctrl_transfer(
                 out = visctrl(backbone, reference, ref_mask, targets, passes=passes, crop=crop, **schedule)
                 hits[column] += _appearance_matches(_object_under(out.images[0], mask), info)
             total += 1
-    return Rates(float(hits[0]) / total, float(hits[1]) / total, total)
+    return Rates.from_hits(hits, total)
 
 
 def concept_phrase(info: dict) -> str:
@@ -137,7 +144,7 @@ def freecustom_composition(
 
     a, b = concept(pair[0]), concept(pair[1])
     prompt = f"{concept_phrase(a)} on the left and {concept_phrase(b)} on the right"
-    kwargs = {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
+    kwargs = _generation(steps)
     hits = np.zeros(2)  # (method, baseline)
     for seed in range(seeds):
         refs = []
@@ -153,7 +160,7 @@ def freecustom_composition(
                                 color2=c.get("color2"))
                 for c in (a, b)
             )
-    return Rates(float(hits[0]) / seeds, float(hits[1]) / seeds, seeds)
+    return Rates.from_hits(hits, seeds)
 
 
 MUTUAL_CASES = (
@@ -172,13 +179,13 @@ def mutual_appearance(backbone, seeds: int = 2, steps: int = 25) -> Rates:
     from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
 
+    kwargs = _generation(steps)
     hits = np.zeros(2)  # (method, baseline)
     total = 0
     for color, pattern, shape in MUTUAL_CASES:
         for seed in range(seeds):
             source_prompt = f"a large {color} {pattern} {shape} in the center, gray background"
             target_prompt = f"a large {color} {shape} on the left, gray background"
-            kwargs = {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
             out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt,
                               generator=torch.Generator().manual_seed(seed), **kwargs)
             plain = generate(backbone, target_prompt, generator=torch.Generator().manual_seed(seed), **kwargs)
@@ -188,7 +195,7 @@ def mutual_appearance(backbone, seeds: int = 2, steps: int = 25) -> Rates:
                 hits[column] += (d is not None and d.color == color and d.pattern == pattern
                                  and d.position == "on the left")
             total += 1
-    return Rates(float(hits[0]) / total, float(hits[1]) / total, total)
+    return Rates.from_hits(hits, total)
 
 
 MUTUAL_BACKGROUND_CASES = (
@@ -211,21 +218,21 @@ def corner_rgb(image: Image.Image | np.ndarray) -> np.ndarray:
 def mutual_background(backbone, seeds: int = 2, steps: int = 25) -> Rates:
     """Share of targets whose unsaid background is the source's (corners within BACKGROUND_KEPT grey levels).
 
-    The target prompt changes the shape and position and says no background; the source says one. This is
-    what self-attention carries on the bundled model (bench/self_attention_use.py): swapping its keys and
-    values moves the background, not the object's pattern. The baseline is the target prompt generated from
+    The target prompt changes the shape and position and says no background; the source says one. The
+    model before the appearance-pair stage carried this and not the object's pattern (bench/
+    self_attention_use.py); the bundled one no longer does (README). The baseline is the target prompt generated from
     the same seed without the control, scored against the same source.
     """
     from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
 
+    kwargs = _generation(steps)
     hits = np.zeros(2)  # (method, baseline)
     total = 0
     for background, color, shape, new_shape in MUTUAL_BACKGROUND_CASES:
         for seed in range(seeds):
             source_prompt = f"a large {color} {shape} in the center, {background} background"
             target_prompt = f"a large {color} {new_shape} on the left"
-            kwargs = {"num_inference_steps": steps, "guidance_scale": 5.0, "width": 64, "height": 64}
             out = mutual_edit(backbone, target_prompt, source_prompt=source_prompt,
                               generator=torch.Generator().manual_seed(seed), **kwargs)
             plain = generate(backbone, target_prompt, generator=torch.Generator().manual_seed(seed), **kwargs)
@@ -233,7 +240,7 @@ def mutual_background(backbone, seeds: int = 2, steps: int = 25) -> Rates:
             hits += [float(np.abs(corner_rgb(image) - source).mean()) < BACKGROUND_KEPT
                      for image in (out.images[0], plain.images[0])]
             total += 1
-    return Rates(float(hits[0]) / total, float(hits[1]) / total, total)
+    return Rates.from_hits(hits, total)
 
 
 VIEW_POSITIONS = ("in the center", "on the left", "at the top", "on the right")

@@ -37,6 +37,7 @@ from transformers import CLIPModel
 from .data import build_scene_set
 from .export import save_component_atomically, save_pipeline, split_clip
 from .models import build_clip, build_unet, build_vae
+from .run_log import RunLog
 from .tokenizer_build import write_tokenizer_files
 from .train_clip import train_clip
 from .train_decoder import train_decoder
@@ -102,14 +103,7 @@ def main(argv: list[str] | None = None) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     if args.threads:
         torch.set_num_threads(args.threads)
-    log_path = out / "training_log.txt"
-    log_file = log_path.open("w")
-
-    def log(msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
+    log = RunLog(out / "training_log.txt")
 
     report: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                     "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
@@ -193,7 +187,7 @@ def main(argv: list[str] | None = None) -> dict:
     report["status"] = "done"
     write_report()
     log(f"done in {time.time() - t0:.0f}s")
-    log_file.close()
+    log.close()
     return report
 
 

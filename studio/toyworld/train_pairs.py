@@ -44,7 +44,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -55,9 +55,10 @@ from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from transformers import CLIPTextModel, CLIPTokenizer
 
 from .captions import background_phrase, caption, join_objects, object_phrase
-from .data import to_unit_range
 from .export import save_component_atomically
+from .run_log import RunLog
 from .train_unet import MIN_SNR_GAMMA, draw_timesteps, draw_training_noise, encode_text
+from .train_vae import encode_images
 from .vocab import COLORS, POSITIONS, TRAIN_PATTERNS, TRAIN_SHAPES
 from .world import ObjectSpec, SceneSpec, make_object, render, sample_background, sample_scene
 
@@ -173,8 +174,17 @@ class JointLayout:
     weight: torch.Tensor  # (P,) logit bias on the concatenated keys
     model_masks: torch.Tensor  # (P, H, W) bool: each source's copied object
 
+    _biases: dict = field(default_factory=dict, compare=False, repr=False)  # per (tokens, device, dtype)
+
     def bias(self, tokens: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
-        """(P, 1, 1, 3N) additive logits over [own; source; distractor] keys."""
+        """(P, 1, 1, 3N) additive logits over [own; source; distractor] keys, built once per grid size:
+        every self-attention layer at one resolution reads the same bias within a step."""
+        key = (tokens, str(device), dtype)
+        if key not in self._biases:
+            self._biases[key] = self._build_bias(tokens).to(device, dtype)
+        return self._biases[key]
+
+    def _build_bias(self, tokens: int) -> torch.Tensor:
         inside = masks_on_grid(self.model_masks, tokens)  # (P, N)
         neg = torch.tensor(float("-inf"))
         weight = self.weight.view(-1, 1)
@@ -184,7 +194,7 @@ class JointLayout:
         own = torch.where(replace, neg, torch.zeros(())).expand(-1, tokens)
         src = torch.where(replace, torch.zeros(()), concat_src)
         other = torch.where(replace, neg, concat_other)
-        return torch.cat([own, src, other], dim=-1).view(-1, 1, 1, 3 * tokens).to(device, dtype)
+        return torch.cat([own, src, other], dim=-1).view(-1, 1, 1, 3 * tokens)
 
 
 class PairedSelfAttention:
@@ -232,17 +242,9 @@ def epsilon_towards(noise: torch.Tensor, start: torch.Tensor, x0: torch.Tensor, 
     return noise + snr.sqrt().view(-1, 1, 1, 1) * (start - x0)
 
 
-@torch.no_grad()
-def encode_pairs(vae: AutoencoderKL, pairs: PairSet, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+def encode_pairs(vae: AutoencoderKL, pairs: PairSet) -> tuple[torch.Tensor, torch.Tensor]:
     """Posterior mean and std of every pair's images: (N, 3, C, h, w) each."""
-    dev = next(vae.parameters()).device
-    flat = pairs.images.reshape(-1, *pairs.images.shape[2:])  # (3N, H, W, 3)
-    means, stds = [], []
-    for i in range(0, len(flat), batch):
-        dist = vae.encode(to_unit_range(flat[i : i + batch]).to(dev)).latent_dist
-        means.append(dist.mean.cpu())
-        stds.append(dist.std.cpu())
-    mean, std = torch.cat(means), torch.cat(stds)  # (3N, C, h, w)
+    mean, std = encode_images(vae, pairs.images.reshape(-1, *pairs.images.shape[2:]))  # (3N, C, h, w)
     return mean.view(len(pairs), 3, *mean.shape[1:]), std.view(len(pairs), 3, *std.shape[1:])
 
 
@@ -364,20 +366,18 @@ def main(argv: list[str] | None = None) -> dict:
         raise SystemExit("--out must differ from --base: the stage reads the base model while it writes")
     if not (base / "model_index.json").exists():
         raise SystemExit(f"{base} holds no toyworld model (no model_index.json)")
-    if (out / "model_index.json").exists() and not args.overwrite:
-        raise SystemExit(f"{out} already holds a model; pass --overwrite to replace it")
-    if out.exists():
+    if (out / "model_index.json").exists():
+        if not args.overwrite:
+            raise SystemExit(f"{out} already holds a model; pass --overwrite to replace it")
         shutil.rmtree(out)
+    elif out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is a folder with other files in it; give a new or empty folder")
+    elif out.exists():
+        out.rmdir()
     shutil.copytree(base, out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    log_file = (out / "training_log_pairs.txt").open("w")
-
-    def log(msg: str) -> None:
-        line = f"[{time.strftime('%H:%M:%S')}] {msg}"
-        print(line, flush=True)
-        log_file.write(line + "\n")
-        log_file.flush()
+    log = RunLog(out / "training_log_pairs.txt")
 
     report_path = out / "training_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
@@ -411,7 +411,7 @@ def main(argv: list[str] | None = None) -> dict:
     stage.update(stage_report, status="done")
     write_report()
     log(f"done in {time.time() - t0:.0f}s")
-    log_file.close()
+    log.close()
     return report
 
 

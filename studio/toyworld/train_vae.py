@@ -50,15 +50,20 @@ def train_vae(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int, lr:
 
 
 @torch.no_grad()
-def encode_all(vae: AutoencoderKL, data: SceneSet, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """Posterior mean and std of every scene: (N, C, h, w) each, so UNet training never runs the encoder."""
+def encode_images(vae: AutoencoderKL, images: np.ndarray, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of uint8 images (N, H, W, 3): (N, C, h, w) each."""
     dev = next(vae.parameters()).device
     means, stds = [], []
-    for i in range(0, len(data), batch):
-        dist = vae.encode(to_unit_range(data.images[i : i + batch]).to(dev)).latent_dist
+    for i in range(0, len(images), batch):
+        dist = vae.encode(to_unit_range(images[i : i + batch]).to(dev)).latent_dist
         means.append(dist.mean.cpu())
         stds.append(dist.std.cpu())
     return torch.cat(means), torch.cat(stds)
+
+
+def encode_all(vae: AutoencoderKL, data: SceneSet, batch: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """Posterior mean and std of every scene: (N, C, h, w) each, so UNet training never runs the encoder."""
+    return encode_images(vae, data.images, batch)
 
 
 @torch.no_grad()
