@@ -21,6 +21,8 @@ def main() -> None:
     from pipelines.backbone import Backbone
     from studio.toyworld import load_toyworld_pipeline
     from studio.toyworld.method_eval import (
+        VISCTRL_CONCEPTS,
+        Rates,
         freecustom_composition,
         mutual_appearance,
         mutual_background,
@@ -32,12 +34,17 @@ def main() -> None:
     backbone = Backbone.from_pipeline(load_toyworld_pipeline(args.model))
     n = 1 if args.quick else 3
     start = time.time()
+    def visctrl_rows(name: str, **options) -> list[tuple[str, Rates]]:
+        """The VisCtrl row over all concepts, then one row per concept (same cases, split)."""
+        parts = [visctrl_transfer(backbone, concepts=(c,), cases=2 * n, **options) for c in VISCTRL_CONCEPTS]
+        return [(name, Rates.combined(parts))] + [(f"  {c}", r) for c, r in zip(VISCTRL_CONCEPTS, parts, strict=True)]
+
     rows = [
         ("mutual", mutual_appearance(backbone, seeds=n)),
         ("mutual bg", mutual_background(backbone, seeds=2 * n)),
-        ("visctrl", visctrl_transfer(backbone, cases=2 * n)),
-        ("visctrl crop", visctrl_transfer(backbone, cases=2 * n, crop=True)),
-        ("visctrl x3", visctrl_transfer(backbone, cases=2 * n, passes=3)),
+        *visctrl_rows("visctrl"),
+        *visctrl_rows("visctrl crop", crop=True),
+        *visctrl_rows("visctrl x3", passes=3),
         ("freecustom", freecustom_composition(backbone, seeds=8 * n)),
     ]
     print("toyworld appearance methods: success rate with the method vs the same run without it")

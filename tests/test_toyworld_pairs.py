@@ -121,6 +121,18 @@ def test_the_stage_fine_tunes_a_copy_of_the_base_and_refuses_to_overwrite(tmp_pa
         pairs_main(["--base", str(out), "--out", str(out), "--overwrite"])
 
 
+@pytest.mark.parametrize(("flag", "value", "message"), [
+    ("--edit", "1.5", "edit must be a share"),
+    ("--target-dropout", "-0.1", "target_dropout must be a share"),
+    ("--edit-min-t", "1000", "edit_min_t must be a timestep"),
+])
+def test_a_pair_mix_outside_its_range_is_refused_before_anything_is_written(tmp_path, flag, value, message):
+    out = tmp_path / "paired"
+    with pytest.raises(SystemExit, match=message):
+        pairs_main(["--base", str(toyworld_path()), "--out", str(out), flag, value])
+    assert not out.exists()
+
+
 def test_edit_target_denoises_the_before_latent_to_the_targets_own_x0():
     from diffusers import DDPMScheduler
 

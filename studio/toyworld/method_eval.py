@@ -41,8 +41,15 @@ class Rates:
         """hits: (2,) successes with the method and without it, over `cases`."""
         return cls(float(hits[0]) / cases, float(hits[1]) / cases, cases)
 
+    @classmethod
+    def combined(cls, parts: list[Rates]) -> Rates:
+        """The rates over all cases of `parts` (e.g. one part per concept)."""
+        cases = sum(r.cases for r in parts)
+        return cls(sum(r.method * r.cases for r in parts) / cases, sum(r.baseline * r.cases for r in parts) / cases,
+                   cases)
+
     def line(self, name: str) -> str:
-        return f"{name:<13} method {self.method:6.1%}   baseline {self.baseline:6.1%}   ({self.cases} cases)"
+        return f"{name:<18} method {self.method:6.1%}   baseline {self.baseline:6.1%}   ({self.cases} cases)"
 
 
 def _generation(steps: int) -> dict:
@@ -89,9 +96,12 @@ VISCTRL_TARGETS = (
 )
 
 
+VISCTRL_CONCEPTS = ("twotone_star", "dotted_hexagon", "orange_crescent")
+
+
 def visctrl_transfer(
     backbone,
-    concepts: tuple[str, ...] = ("twotone_star", "dotted_hexagon", "orange_crescent"),
+    concepts: tuple[str, ...] = VISCTRL_CONCEPTS,
     cases: int = 6,
     passes: int = 1,
     crop: bool = False,

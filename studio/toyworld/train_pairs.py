@@ -79,6 +79,27 @@ X0_EMPHASIS = 10.0  # the copied object's extra weight grows as 1/SNR up to this
 
 
 @dataclass(frozen=True)
+class PairMix:
+    """How a step's pairs are split between the forms; the defaults are the bundled run's first stage.
+
+    A continuation can lean towards one method's setting: VisCtrl edits an inverted target under an
+    empty prompt, so more edits (`edit`), edits down to lower t (`edit_min_t`) and more dropped target
+    captions (`target_dropout`) are what it sees at inference."""
+
+    replace: float = REPLACE
+    edit: float = EDIT
+    edit_min_t: int = EDIT_MIN_T
+    target_dropout: float = TARGET_DROPOUT
+
+    def __post_init__(self) -> None:
+        for name in ("replace", "edit", "target_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be a share in [0, 1], got {getattr(self, name)}")
+        if not 0 <= self.edit_min_t < 1000:
+            raise ValueError(f"edit_min_t must be a timestep in [0, 1000), got {self.edit_min_t}")
+
+
+@dataclass(frozen=True)
 class AppearancePair:
     source: SceneSpec
     target: SceneSpec
@@ -226,9 +247,10 @@ class PairedSelfAttention:
         return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
 
 
-def draw_layout(pairs: PairSet, idx: np.ndarray, dropped: np.ndarray, rng: np.random.Generator) -> JointLayout:
+def draw_layout(pairs: PairSet, idx: np.ndarray, dropped: np.ndarray, rng: np.random.Generator,
+                replace_share: float = REPLACE) -> JointLayout:
     p = len(idx)
-    replace_form = rng.random(p) < REPLACE
+    replace_form = rng.random(p) < replace_share
     distractor = (rng.random(p) < DISTRACTOR) & ~dropped & ~replace_form
     return JointLayout(torch.from_numpy(replace_form), torch.from_numpy(distractor),
                        torch.from_numpy(rng.uniform(0.0, MAX_WEIGHT, p)).float(),
@@ -252,7 +274,8 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
                 pairs: PairSet, latent_mean: torch.Tensor, latent_std: torch.Tensor, scaling_factor: float, *,
                 steps: int, pairs_per_batch: int, lr: float, attn_lr: float, seed: int, max_seconds: float,
                 log: Callable[[str], None], checkpoint: Callable[[UNet2DConditionModel, dict], None],
-                checkpoint_seconds: float = 300.0, ema_decay: float = 0.995) -> tuple[UNet2DConditionModel, dict]:
+                checkpoint_seconds: float = 300.0, ema_decay: float = 0.995,
+                mix: PairMix = PairMix()) -> tuple[UNet2DConditionModel, dict]:
     """Fine-tune `unet` on appearance pairs; returns its EMA and a report. latent_*: (N, 3, C, h, w).
 
     `attn_lr` is the self-attention projections' learning rate: the bundled UNet barely uses its
@@ -292,9 +315,9 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
                 g["lr"] = g["base_lr"] * warmup * (0.1 + 0.45 * (1 + np.cos(np.pi * min(frac, 1.0))))
             idx = rng.choice(len(pairs), size=p, replace=False)
             src_text = ["" if rng.random() < SOURCE_DROPOUT else caption(pairs.pairs[i].source, rng) for i in idx]
-            dropped = rng.random(p) < TARGET_DROPOUT
+            dropped = rng.random(p) < mix.target_dropout
             tgt_text = ["" if d else target_caption(pairs.pairs[i], rng) for i, d in zip(idx, dropped, strict=True)]
-            layout = draw_layout(pairs, idx, dropped, rng)
+            layout = draw_layout(pairs, idx, dropped, rng, mix.replace)
             current[:] = [layout]
             with torch.no_grad():
                 cond = encode_text(text_encoder, tokenizer, src_text + tgt_text)  # (2P, 77, D)
@@ -305,7 +328,7 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
             z0, z_before = z_all[: 2 * p], z_all[2 * p :]  # (2P, C, h, w), (P, C, h, w)
             noise = draw_training_noise(z0.shape, gen)
             t = draw_timesteps(p, gen).repeat(2)  # (2P,) one timestep per pair
-            edit = layout.replace & (t[:p] >= EDIT_MIN_T) & torch.from_numpy(rng.random(p) < EDIT)  # (P,)
+            edit = layout.replace & (t[:p] >= mix.edit_min_t) & torch.from_numpy(rng.random(p) < mix.edit)  # (P,)
             start_from = torch.cat([z0[:p], torch.where(edit.view(-1, 1, 1, 1), z_before, z0[p:])])  # (2P, C, h, w)
             zt = sched.add_noise(start_from, noise, t)
             target = epsilon_towards(noise, start_from, z0, snr[t])  # (2P, C, h, w): the noise unless edited
@@ -352,6 +375,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="pairs per step (the UNet sees twice as many rows)")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--attn-lr", type=float, default=3e-3, help="learning rate of the self-attention projections")
+    p.add_argument("--replace", type=float, default=REPLACE, help="share of pairs in the replace form")
+    p.add_argument("--edit", type=float, default=EDIT, help="share of replace pairs (t >= --edit-min-t) that are edits")
+    p.add_argument("--edit-min-t", type=int, default=EDIT_MIN_T, help="lowest timestep of an edit pair")
+    p.add_argument("--target-dropout", type=float, default=TARGET_DROPOUT, help="share of empty target captions")
     p.add_argument("--minutes", type=float, default=float("inf"))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -361,6 +388,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     """Copy --base to --out and fine-tune its UNet there; the UNet is refreshed atomically at checkpoints."""
     args = parse_args(argv)
+    try:
+        mix = PairMix(args.replace, args.edit, args.edit_min_t, args.target_dropout)
+    except ValueError as err:
+        raise SystemExit(str(err)) from err
     base, out = args.base.resolve(), args.out.resolve()
     if base == out:
         raise SystemExit("--out must differ from --base: the stage reads the base model while it writes")
@@ -406,7 +437,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     ema, stage_report = train_pairs(unet, text_encoder, tokenizer, data, mean, std, float(vae.config.scaling_factor),
                                     steps=args.steps, pairs_per_batch=args.batch, lr=args.lr, attn_lr=args.attn_lr,
-                                    seed=args.seed + 7, max_seconds=args.minutes * 60, log=log, checkpoint=checkpoint)
+                                    seed=args.seed + 7, max_seconds=args.minutes * 60, log=log, checkpoint=checkpoint,
+                                    mix=mix)
     save_component_atomically(out, "unet", ema)
     stage.update(stage_report, status="done")
     write_report()
