@@ -109,6 +109,16 @@ def test_the_stage_fine_tunes_a_copy_of_the_base_and_refuses_to_overwrite(tmp_pa
     tuned = load_toyworld_pipeline(str(out)).unet.state_dict()
     base = load_toyworld_pipeline().unet.state_dict()
     assert any(not torch.equal(tuned[k], base[k]) for k in base)
+    again = tmp_path / "paired_again"  # a continuation on the stage's own output keeps the first run's record
+    pairs_main(["--base", str(out), "--out", str(again), "--pairs", "8", "--steps", "1", "--batch", "2",
+                "--threads", "1", "--device", "cpu", "--edit", "1.0"])
+    continued = json.loads((again / "training_report.json").read_text())
+    assert continued["pairs"]["args"]["edit"] == 1.0 and continued["pairs"]["steps"] == 1
+    assert continued["pairs_earlier"][-1]["steps"] == 2
+    first_log = (out / "training_log_pairs.txt").read_text()
+    log = (again / "training_log_pairs.txt").read_text()
+    assert log.startswith(first_log) and log.count("appearance-pair stage on") == 2
+    assert log.count("done in") == first_log.count("done in") + 1
     with pytest.raises(SystemExit, match="already holds a model"):
         pairs_main(["--base", str(toyworld_path()), "--out", str(out)])
     other = tmp_path / "someone_elses"

@@ -105,9 +105,13 @@ def visctrl_transfer(
     cases: int = 6,
     passes: int = 1,
     crop: bool = False,
+    colour_only: bool = False,
 ) -> Rates:
     """Share of cases whose target object takes the concept's colour and pattern, with VisCtrl and with the
-    same passes run with the control never active (inversion and regeneration alone)."""
+    same passes run with the control never active (inversion and regeneration alone).
+
+    `colour_only` scores the colour alone (the concept's first colour): the part of the transfer that does
+    not depend on drawing a held-out pattern."""
     from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
 
     switched_off = {"first_pass": replace(FIRST_PASS, start=1.0), "later_passes": replace(LATER_PASS, start=1.0)}
@@ -126,7 +130,11 @@ def visctrl_transfer(
             targets = [(target, torch.from_numpy(mask.astype(np.float32)))]
             for column, schedule in enumerate(({}, switched_off)):
                 out = visctrl(backbone, reference, ref_mask, targets, passes=passes, crop=crop, **schedule)
-                hits[column] += _appearance_matches(_object_under(out.images[0], mask), info)
+                found = _object_under(out.images[0], mask)
+                if colour_only:
+                    hits[column] += found is not None and found.color == info["color"]
+                else:
+                    hits[column] += _appearance_matches(found, info)
             total += 1
     return Rates.from_hits(hits, total)
 

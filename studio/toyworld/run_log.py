@@ -8,8 +8,9 @@ from pathlib import Path
 
 
 class RunLog:
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("w")
+    def __init__(self, path: Path, append: bool = False) -> None:
+        """append: continue the file (a stage run on a model that already has this stage's log)."""
+        self._file = path.open("a" if append else "w")
 
     def __call__(self, msg: str) -> None:
         line = f"[{time.strftime('%H:%M:%S')}] {msg}"

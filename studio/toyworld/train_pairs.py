@@ -408,10 +408,13 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.copytree(base, out)
     if args.threads:
         torch.set_num_threads(args.threads)
-    log = RunLog(out / "training_log_pairs.txt")
+    log = RunLog(out / "training_log_pairs.txt", append=True)  # a continuation keeps the earlier runs' lines
+    log(f"appearance-pair stage on {base}: {vars(args)}")
 
     report_path = out / "training_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
+    if "pairs" in report:  # the base is itself a pair-stage model: keep its record
+        report.setdefault("pairs_earlier", []).append(report.pop("pairs"))
     stage: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
                    "status": "running"}
     report["pairs"] = stage
