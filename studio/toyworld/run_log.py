@@ -3,8 +3,14 @@ so a long CPU run can be followed (and read after a crash) while it trains."""
 
 from __future__ import annotations
 
+import argparse
 import time
 from pathlib import Path
+
+
+def args_record(args: argparse.Namespace) -> dict:
+    """A run's command-line options as JSON-ready values (paths as strings), for its report and log."""
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()}
 
 
 class RunLog:

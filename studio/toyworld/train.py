@@ -37,7 +37,7 @@ from transformers import CLIPModel
 from .data import build_scene_set
 from .export import save_component_atomically, save_pipeline, split_clip
 from .models import build_clip, build_unet, build_vae
-from .run_log import RunLog
+from .run_log import RunLog, args_record
 from .tokenizer_build import write_tokenizer_files
 from .train_clip import train_clip
 from .train_decoder import train_decoder
@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> dict:
         torch.set_num_threads(args.threads)
     log = RunLog(out / "training_log.txt")
 
-    report: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+    report: dict = {"args": args_record(args),
                     "torch": torch.__version__, "machine": platform.machine(), "threads": torch.get_num_threads(),
                     "status": "running"}
 

@@ -56,7 +56,7 @@ from transformers import CLIPTextModel, CLIPTokenizer
 
 from .captions import background_phrase, caption, join_objects, object_phrase
 from .export import save_component_atomically
-from .run_log import RunLog
+from .run_log import RunLog, args_record
 from .train_unet import MIN_SNR_GAMMA, draw_timesteps, draw_training_noise, encode_text
 from .train_vae import encode_images
 from .vocab import COLORS, POSITIONS, TRAIN_PATTERNS, TRAIN_SHAPES
@@ -68,10 +68,6 @@ SECOND_OBJECT = 0.3  # share of targets with a second, fully described object th
 UNSAID_SHAPE = 0.5  # share of same-shape targets whose caption says "object" instead of the shape
 PATTERNED_MODEL = 0.8  # share of pairs whose copied object is patterned when the source has one
 SOURCE_DROPOUT = 0.3  # caption dropout of sources: the unconditional half attends to an uncaptioned source
-TARGET_DROPOUT = 0.25  # caption dropout of targets: VisCtrl edits with empty prompts
-REPLACE = 0.6  # share of pairs in the replace form (the rest concatenate)
-EDIT = 0.5  # share of replace-form pairs at t >= EDIT_MIN_T that start from the "before" target
-EDIT_MIN_T = 500  # below this the before/after gap would dominate the epsilon target (sqrt(SNR) > 0.63)
 DISTRACTOR = 0.5  # share of concatenating targets that also see another pair's source
 MAX_WEIGHT = 3.0  # concatenated keys get a logit bias drawn from [0, MAX_WEIGHT]
 OBJECT_WEIGHT = 4.0  # extra loss weight on the copied object's latent cells: its pattern is a few % of the loss
@@ -86,10 +82,11 @@ class PairMix:
     empty prompt, so more edits (`edit`), edits down to lower t (`edit_min_t`) and more dropped target
     captions (`target_dropout`) are what it sees at inference."""
 
-    replace: float = REPLACE
-    edit: float = EDIT
-    edit_min_t: int = EDIT_MIN_T
-    target_dropout: float = TARGET_DROPOUT
+    replace: float = 0.6  # share of pairs in the replace form (the rest concatenate)
+    edit: float = 0.5  # share of replace-form pairs at t >= edit_min_t that start from the "before" target
+    # Lower, the before/after gap weighs more in the epsilon target: sqrt(SNR) is 0.62 at t = 500, 1.0 at 350.
+    edit_min_t: int = 500
+    target_dropout: float = 0.25  # caption dropout of targets: VisCtrl edits with empty prompts
 
     def __post_init__(self) -> None:
         for name in ("replace", "edit", "target_dropout"):
@@ -248,7 +245,7 @@ class PairedSelfAttention:
 
 
 def draw_layout(pairs: PairSet, idx: np.ndarray, dropped: np.ndarray, rng: np.random.Generator,
-                replace_share: float = REPLACE) -> JointLayout:
+                replace_share: float) -> JointLayout:
     p = len(idx)
     replace_form = rng.random(p) < replace_share
     distractor = (rng.random(p) < DISTRACTOR) & ~dropped & ~replace_form
@@ -375,10 +372,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=16, help="pairs per step (the UNet sees twice as many rows)")
     p.add_argument("--lr", type=float, default=6e-4)
     p.add_argument("--attn-lr", type=float, default=3e-3, help="learning rate of the self-attention projections")
-    p.add_argument("--replace", type=float, default=REPLACE, help="share of pairs in the replace form")
-    p.add_argument("--edit", type=float, default=EDIT, help="share of replace pairs (t >= --edit-min-t) that are edits")
-    p.add_argument("--edit-min-t", type=int, default=EDIT_MIN_T, help="lowest timestep of an edit pair")
-    p.add_argument("--target-dropout", type=float, default=TARGET_DROPOUT, help="share of empty target captions")
+    mix = PairMix()
+    p.add_argument("--replace", type=float, default=mix.replace, help="share of pairs in the replace form")
+    p.add_argument("--edit", type=float, default=mix.edit, help="share of replace pairs (t >= --edit-min-t) that are edits")
+    p.add_argument("--edit-min-t", type=int, default=mix.edit_min_t, help="lowest timestep of an edit pair")
+    p.add_argument("--target-dropout", type=float, default=mix.target_dropout, help="share of empty target captions")
     p.add_argument("--minutes", type=float, default=float("inf"))
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -409,14 +407,14 @@ def main(argv: list[str] | None = None) -> dict:
     if args.threads:
         torch.set_num_threads(args.threads)
     log = RunLog(out / "training_log_pairs.txt", append=True)  # a continuation keeps the earlier runs' lines
-    log(f"appearance-pair stage on {base}: {vars(args)}")
+    recorded_args = args_record(args)
+    log(f"appearance-pair stage on {base}: {recorded_args}")
 
     report_path = out / "training_report.json"
     report = json.loads(report_path.read_text()) if report_path.exists() else {}
     if "pairs" in report:  # the base is itself a pair-stage model: keep its record
         report.setdefault("pairs_earlier", []).append(report.pop("pairs"))
-    stage: dict = {"args": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-                   "status": "running"}
+    stage: dict = {"args": recorded_args, "status": "running"}
     report["pairs"] = stage
 
     def write_report() -> None:
