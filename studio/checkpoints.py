@@ -40,14 +40,17 @@ def sniff_weights_file(path: str | os.PathLike[str]) -> FileKind:
         head = stream.read(9)
     if not head:
         return FileKind.EMPTY
-    if head.startswith(b"PK\x03\x04"):
-        return FileKind.TORCH_ZIP
-    if head[0] == 0x80 and len(head) > 1 and 1 <= head[1] <= 5:
-        return FileKind.PICKLE
+    # Safetensors is tested first: a header of 384, 640, 896, 1152 or 1408 bytes starts `\x80\x01`..`\x80\x05`,
+    # which is also how a pickle starts (found on real shards). The converse cannot happen: a pickle's
+    # first eight bytes read as a length far beyond its size, and a zip's as well.
     if len(head) == 9:
         (header_len,) = struct.unpack("<Q", head[:8])
         if 2 <= header_len <= min(MAX_HEADER_BYTES, size - 8) and head[8:9] == b"{":
             return FileKind.SAFETENSORS
+    if head.startswith(b"PK\x03\x04"):
+        return FileKind.TORCH_ZIP
+    if head[0] == 0x80 and len(head) > 1 and 1 <= head[1] <= 5:
+        return FileKind.PICKLE
     return FileKind.UNKNOWN
 
 

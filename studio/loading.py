@@ -20,7 +20,8 @@ from typing import TYPE_CHECKING
 from studio.checkpoints import CheckpointFamily
 from studio.devices import DevicePolicy, place_pipeline
 from studio.errors import ModelLoadError, StudioError, UnknownModelReferenceError, UnsupportedModelError
-from studio.model_refs import SUPPORTED_PIPELINES, ModelKind, ModelRef
+from studio.model_folder import SUPPORTED_PIPELINES, folder_family
+from studio.model_refs import ModelKind, ModelRef
 
 if TYPE_CHECKING:
     from diffusers import DiffusionPipeline
@@ -80,22 +81,39 @@ def _load_single_file(ref: ModelRef, dtype: object, config: str | None) -> Diffu
             raise ModelLoadError(f"could not load {Path(ref.location).name}: {_first_line(exc)}{hint}") from exc
 
 
+def _hub_folder(ref: ModelRef) -> tuple[str, CheckpointFamily]:
+    """Download (or find in the cache) a hub model's files, then check them as a local folder is checked.
+
+    Why: a hub repository is as untrusted as a folder on disk, and its shard index could name a pickle
+    shard that diffusers would `torch.load`. Downloading first lets `folder_family` read every file a
+    loader could touch before `from_pretrained` sees any of them.
+    """
+    from diffusers import DiffusionPipeline
+
+    try:
+        location = DiffusionPipeline.download(ref.location, use_safetensors=True, local_files_only=_hub_offline())
+    except Exception as exc:  # noqa: BLE001 - converted to a one-line error, cause chained for --debug
+        where = "offline and not in the local cache" if _hub_offline() else _first_line(exc)
+        raise UnknownModelReferenceError(
+            f"unknown model reference {ref.text!r}: not a local folder, .safetensors file, or reachable hub id"
+            f" ({where})"
+        ) from exc
+    return str(location), folder_family(Path(location))
+
+
 def _load_pretrained(ref: ModelRef, dtype: object) -> DiffusionPipeline:
-    cls = _pipeline_class(ref.family)
-    kwargs: dict[str, object] = {"dtype": dtype, "use_safetensors": True}
+    location, family = ref.location, ref.family
     if ref.kind is ModelKind.HUB:
-        kwargs["local_files_only"] = _hub_offline()
-    if ref.family is CheckpointFamily.SD:
+        location, family = _hub_folder(ref)
+    cls = _pipeline_class(family)
+    # use_safetensors=True: diffusers and transformers take the safetensors weights and never fall back to
+    # pickle; folder_family has already checked every file they could read.
+    kwargs: dict[str, object] = {"dtype": dtype, "use_safetensors": True}
+    if family is CheckpointFamily.SD:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        return cls.from_pretrained(ref.location, **kwargs)
+        return cls.from_pretrained(location, **kwargs)
     except Exception as exc:  # noqa: BLE001 - converted to a one-line error, cause chained for --debug
-        if ref.kind is ModelKind.HUB:
-            where = "offline and not in the local cache" if _hub_offline() else _first_line(exc)
-            raise UnknownModelReferenceError(
-                f"unknown model reference {ref.text!r}: not a local folder, .safetensors file, or reachable hub id"
-                f" ({where})"
-            ) from exc
         raise ModelLoadError(f"could not load {Path(ref.location).name}: {_first_line(exc)}") from exc
 
 

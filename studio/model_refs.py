@@ -9,7 +9,6 @@ references cheap to reject and their errors precise.
 from __future__ import annotations
 
 import enum
-import json
 import os
 import re
 from dataclasses import dataclass
@@ -23,10 +22,9 @@ from studio.checkpoints import (
     sniff_weights_file,
 )
 from studio.errors import UnknownModelReferenceError, UnsupportedModelError
+from studio.model_folder import SUPPORTED_PIPELINES, folder_family
 
 TOYWORLD = "toyworld"
-# The pipeline classes our backbone understands, by the `_class_name` in model_index.json.
-SUPPORTED_PIPELINES = ("StableDiffusionPipeline", "StableDiffusionXLPipeline")
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".pkl", ".msgpack", ".h5", ".onnx")
 
@@ -97,49 +95,3 @@ def _single_file_family(path: Path) -> CheckpointFamily:
             f"{path.name}: not a model file the studio can load ({kind.value} content; expected safetensors)"
         )
     return checkpoint_family(path)
-
-
-def folder_family(folder: Path) -> CheckpointFamily:
-    """Check a diffusers folder: a supported pipeline class, and safetensors weights for every component.
-
-    A component whose only weights are pickle (`.bin`, `.ckpt`, ...) is refused here, before
-    `from_pretrained` could be tempted to read it. Each `.safetensors` file is also sniffed, so a pickle
-    renamed to `.safetensors` is named as such instead of failing deep inside the loader.
-    """
-    index_path = folder / "model_index.json"
-    if not index_path.is_file():
-        raise UnknownModelReferenceError(
-            f"unknown model reference {folder.name!r}: the folder is not a diffusers model (no model_index.json)"
-        )
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UnsupportedModelError(f"{folder.name}/model_index.json is not valid JSON ({exc})") from exc
-    class_name = index.get("_class_name") if isinstance(index, dict) else None
-    if class_name not in SUPPORTED_PIPELINES:
-        raise UnsupportedModelError(
-            f"{folder.name}: {class_name or 'unknown'} models are not supported;"
-            f" the studio runs {' and '.join(SUPPORTED_PIPELINES)}"
-        )
-    for component, spec in index.items():
-        if component.startswith("_") or not isinstance(spec, list) or spec[0] is None:
-            continue
-        _check_component_weights(folder / component)
-    return CheckpointFamily.SDXL if class_name == "StableDiffusionXLPipeline" else CheckpointFamily.SD
-
-
-def _check_component_weights(component_dir: Path) -> None:
-    if not component_dir.is_dir():
-        return
-    files = [p for p in component_dir.iterdir() if p.is_file() and p.name.endswith(_WEIGHT_SUFFIXES)]
-    safetensors = [p for p in files if p.suffix == ".safetensors"]
-    for weights in safetensors:
-        kind = sniff_weights_file(weights)
-        if kind in (FileKind.PICKLE, FileKind.TORCH_ZIP):
-            raise pickle_refusal(weights, kind)
-        if kind is not FileKind.SAFETENSORS:
-            raise UnsupportedModelError(f"{component_dir.name}/{weights.name}: corrupt safetensors file")
-    pickles = [p for p in files if p.suffix in (".bin", ".ckpt", ".pt", ".pth", ".pkl")]
-    if pickles and not safetensors:
-        kind = sniff_weights_file(pickles[0])
-        raise pickle_refusal(pickles[0], kind if kind is FileKind.TORCH_ZIP else FileKind.PICKLE)
