@@ -94,7 +94,7 @@ def _run_and_save(job: Job, models: ModelCache, out: Path | None, metadata: bool
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    from studio.outputs import default_output_path, png_path, save_result
+    from studio.outputs import png_path, save_result
     from studio.runner import RunEvent, run_job
 
     out = png_path(out) if out is not None else None  # refuse a bad --out before spending compute
@@ -107,7 +107,7 @@ def _run_and_save(job: Job, models: ModelCache, out: Path | None, metadata: bool
             progress.update(task, description=event.phase, completed=event.step, total=event.total)
 
         result = run_job(job, models, on_event=on_event)
-    paths = save_result(result, out or default_output_path(result), metadata=metadata)
+    paths = save_result(result, out, metadata=metadata)
     for path in paths:
         typer.echo(str(path))
     return result

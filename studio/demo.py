@@ -56,10 +56,10 @@ def demo_model(out_dir: Path) -> str:
 def generate_and_invert(models: ModelCache, model: str, out_dir: Path, *, steps: int = 25) -> DemoResult:
     """Generate one image, then invert it and reconstruct it from x_T; both PNGs carry their jobs."""
     job = Job(task="generate", model=model, prompt=DEMO_PROMPT, seed=DEMO_SEED, steps=steps, guidance=5.0)
-    generated = save_result(run_job(job, models), out_dir / "generate.png")[0]
+    generated = save_result(run_job(job, models), out_dir / "generate.png", overwrite=True)[0]
     inversion = Job(task="invert", model=model, prompt=DEMO_PROMPT, image=str(generated), steps=steps, guidance=1.0)
     result = run_job(inversion, models)
-    reconstructed = save_result(result, out_dir / "invert_reconstruction.png")[0]
+    reconstructed = save_result(result, out_dir / "invert_reconstruction.png", overwrite=True)[0]
     return DemoResult(generated, reconstructed, result.metrics)
 
 

@@ -53,6 +53,10 @@ class JobSpecError(InputError):
     """A job spec is malformed, invalid, or from an unsupported schema version."""
 
 
+class OutputError(InputError):
+    """An output cannot be written where asked (a folder, no permission, a full disk, a taken name)."""
+
+
 class MetadataError(InputError):
     """An image carries no studio or A1111 metadata we can turn into a job."""
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -25,6 +24,7 @@ from typing import BinaryIO
 
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from studio.atomic_write import publish_bytes
 from studio.errors import (
     EmptyFileError,
     ImageTooLargeError,
@@ -164,26 +164,20 @@ def encode_png(image: Image.Image, text: Mapping[str, str] | None = None) -> byt
     return buffer.getvalue()
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write `data` to a temp file beside `path`, fsync it, then rename it over `path`."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-    return target
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, overwrite: bool = False) -> Path:
+    """Write `data` at `path` atomically, never over an existing file unless `overwrite` (see atomic_write)."""
+    return publish_bytes(path, data, overwrite=overwrite)
 
 
-def save_png(image: Image.Image, path: str | os.PathLike[str], text: Mapping[str, str] | None = None) -> Path:
-    """Encode `image` as PNG with our text chunks and write it atomically."""
-    return atomic_write_bytes(path, encode_png(image, text))
+def save_png(
+    image: Image.Image,
+    path: str | os.PathLike[str],
+    text: Mapping[str, str] | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Encode `image` as PNG with our text chunks and write it atomically (never over a file unless asked)."""
+    return publish_bytes(path, encode_png(image, text), overwrite=overwrite)
 
 
 def open_image_channels(

@@ -1,40 +1,144 @@
-"""Write a job's images as PNGs that carry the job, atomically.
+"""Write a job's images as PNGs that carry the job: atomically, under names that are never reused.
 
 Why: an output is only useful later if it says how it was made (so it can be re-run or shared with
-A1111-compatible tools) and is never half-written (so a resumed batch can trust what it finds).
+A1111-compatible tools), is never half-written (so a resumed batch can trust what it finds), and is
+never lost: an existing file is not replaced unless the user asks, a job never writes over its own
+input, and default names stay unique when many runs share one folder and one second.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from studio.errors import InputError
+from studio.atomic_write import OutputExistsError, check_name_length, check_writable_target
+from studio.errors import OutputError
 from studio.images import save_png
 from studio.metadata import png_text_chunks
-from studio.runner import JobResult
+
+if TYPE_CHECKING:
+    from studio.jobs import Job
+
+DEFAULT_FOLDER = Path("outputs")
+MAX_NAME_TRIES = 10_000  # a folder with this many same-second names is not a race but a bug
 
 
-def default_output_path(result: JobResult, folder: Path = Path("outputs")) -> Path:
-    """`outputs/<task>-<YYYYmmdd-HHMMSS>-<seed>.png`: sortable by time, and the seed is in the name."""
+def default_output_name(job: Job) -> str:
+    """`<task>-<YYYYmmdd-HHMMSS>-<seed>`: sortable by time, and the seed is in the name."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    seed = "" if result.job.seed is None else f"-{result.job.seed}"
-    return folder / f"{result.job.task}-{stamp}{seed}.png"
+    seed = "" if job.seed is None else f"-{job.seed}"
+    return f"{job.task}-{stamp}{seed}"
 
 
-def png_path(path: Path) -> Path:
-    """`path` with `.png` added if it has no suffix; any other suffix is refused (outputs are PNG)."""
+def default_output_path(result: Any, folder: Path = DEFAULT_FOLDER) -> Path:
+    """The first default name for `result` in `folder` (a counter is added on collision when saving)."""
+    return folder / f"{default_output_name(result.job)}.png"
+
+
+def png_path(path: str | os.PathLike[str]) -> Path:
+    """Check a user's `--out` before any compute: a folder to write into, or a `.png` file name.
+
+    An existing folder (whatever its name) is where the default-named output goes. A name without a
+    suffix gets `.png`; another suffix is refused, as are names that can never be written.
+    """
+    if str(path).strip() == "":  # a str: Path("") would already have become the current folder
+        raise OutputError("--out is empty; give a .png file or a folder")
+    path = Path(path)
+    check_name_length(path)
+    if path.is_dir():
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise OutputError(f"cannot write into {path}: the folder is not writable")
+        return path
     if not path.suffix:
-        return path.with_suffix(".png")
-    if path.suffix.lower() != ".png":
-        raise InputError(f"{path.name}: outputs are PNG files; give a path ending in .png")
+        path = path.with_suffix(".png")
+    elif path.suffix.lower() != ".png":
+        raise OutputError(f"{path.name}: outputs are PNG files; give a path ending in .png")
+    check_writable_target(path)
     return path
 
 
-def save_result(result: JobResult, path: Path, *, metadata: bool = True) -> list[Path]:
-    """Save each image: `path` for one image, `stem-<i>.png` beside it for several. Returns the paths."""
+def _input_files(job: Job) -> list[Path]:
+    """Every existing file the job names (its image and any path in its options): never to be written."""
+    found: list[Path] = []
+
+    def walk(value: Any) -> None:
+        if isinstance(value, dict):
+            for item in value.values():
+                walk(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                walk(item)
+        elif isinstance(value, str) and value and len(value) < 4096:
+            try:
+                if Path(value).is_file():
+                    found.append(Path(value))
+            except (OSError, ValueError):
+                return
+
+    walk([job.image, job.options])
+    return found
+
+
+def _refuse_inputs(targets: list[Path], job: Job) -> None:
+    for target in targets:
+        for source in _input_files(job):
+            if target.exists() and os.path.samefile(target, source):
+                raise OutputError(f"--out {target} is an input of this job; choose another output name")
+
+
+def _candidates(path: Path | None, job: Job) -> Iterator[tuple[Path, bool]]:
+    """(name, is_chosen_by_us) pairs: the user's file once, or default names with a counter."""
+    if path is not None and not path.is_dir():
+        yield png_path(path), False
+        return
+    folder = path if path is not None else DEFAULT_FOLDER
+    base = default_output_name(job)
+    yield folder / f"{base}.png", True
+    for counter in range(1, MAX_NAME_TRIES):
+        yield folder / f"{base}-{counter}.png", True
+
+
+def _names(first: Path, count: int) -> list[Path]:
+    if count == 1:
+        return [first]
+    return [first.with_name(f"{first.stem}-{i}.png") for i in range(count)]
+
+
+def save_result(result: Any, path: Path | None = None, *, metadata: bool = True, overwrite: bool = False) -> list[Path]:
+    """Save each image: one file, or `stem-<i>.png` for several. Returns the paths written.
+
+    `path` is the user's file, a folder to write default names into, or None for `outputs/`. A name
+    the user gave is never replaced unless `overwrite`; a default name that is taken gets a counter.
+    """
     text = png_text_chunks(result.job) if metadata else None
-    path = png_path(path)
-    if len(result.images) == 1:
-        return [save_png(result.images[0], path, text)]
-    return [save_png(image, path.with_name(f"{path.stem}-{i}.png"), text) for i, image in enumerate(result.images)]
+    for first, ours in _candidates(path, result.job):
+        targets = _names(first, len(result.images))
+        _refuse_inputs(targets, result.job)
+        if not overwrite and any(t.exists() for t in targets):
+            if ours:
+                continue
+            taken = next(t for t in targets if t.exists())
+            raise OutputError(f"{taken} already exists; choose another --out, or pass --overwrite")
+        try:
+            return _write_all(result.images, targets, text, overwrite=overwrite and not ours)
+        except OutputExistsError:
+            if not ours:
+                raise
+            continue  # another run took this default name between the check and the write
+    raise OutputError(f"no free output name in {first.parent} after {MAX_NAME_TRIES:,} tries")
+
+
+def _write_all(images: list[Any], targets: list[Path], text: dict[str, str] | None, *, overwrite: bool) -> list[Path]:
+    written: list[Path] = []
+    try:
+        for image, target in zip(images, targets, strict=True):
+            written.append(save_png(image, target, text, overwrite=overwrite))
+    except OutputError:
+        if not overwrite:
+            for path in written:  # all or nothing: a half-saved set would look like a finished one
+                path.unlink(missing_ok=True)
+        raise
+    return written

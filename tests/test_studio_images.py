@@ -136,6 +136,6 @@ def test_atomic_write_leaves_no_partial_file_on_failure(tmp_path):
 def test_atomic_write_replaces_and_creates_folders(tmp_path):
     target = tmp_path / "a" / "b" / "out.bin"
     images.atomic_write_bytes(target, b"one")
-    images.atomic_write_bytes(target, b"two")
+    images.atomic_write_bytes(target, b"two", overwrite=True)
     assert target.read_bytes() == b"two"
     assert [p.name for p in target.parent.iterdir()] == ["out.bin"]
