@@ -11,13 +11,13 @@ made from the header's key names alone.
 from __future__ import annotations
 
 import enum
-import json
 import os
 import struct
 from pathlib import Path
 from typing import Any
 
 from studio.errors import PickleCheckpointError, UnsupportedModelError
+from studio.safe_json import JsonError, parse_json
 
 # The safetensors format caps the header at 100 MB; real SD/SDXL headers are a few hundred KB.
 MAX_HEADER_BYTES = 100 * 1024 * 1024
@@ -77,9 +77,9 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
         (header_len,) = struct.unpack("<Q", stream.read(8))
         raw = stream.read(header_len)
     try:
-        header = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UnsupportedModelError(f"{path.name}: corrupt safetensors header ({exc})") from exc
+        header = parse_json(raw, f"{path.name}: corrupt safetensors header", max_bytes=MAX_HEADER_BYTES)
+    except JsonError as exc:
+        raise UnsupportedModelError(str(exc)) from exc
     if not isinstance(header, dict):
         raise UnsupportedModelError(f"{path.name}: corrupt safetensors header (not a JSON object)")
     return header

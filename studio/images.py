@@ -87,6 +87,25 @@ def _flatten_to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _undecodable(name: str, sniffed: str | None, accepted: bool) -> Exception:
+    if accepted:
+        return TruncatedImageError(f"{name}: the {sniffed} file is truncated or corrupt")
+    return NotAnImageError(f"{name}: not an image (expected PNG, JPEG or WebP)")
+
+
+def existing_file(path: Path) -> Path:
+    """`path` if it is a readable regular file, else a `NotAnImageError` saying what it is instead."""
+    try:
+        if path.is_dir():
+            raise NotAnImageError(f"{path.name}: is a folder, not an image file (expected PNG, JPEG or WebP)")
+        if not path.is_file():
+            what = "not a regular file" if path.exists() else "no such file"
+            raise NotAnImageError(f"{path.name}: {what}")
+    except OSError as exc:  # a name too long for the file system, a path through a file, ...
+        raise NotAnImageError(f"{path.name[:60]}: cannot be read ({exc.strerror})") from exc
+    return path
+
+
 def _decode(stream: BinaryIO, name: str, max_pixels: int, max_side: int) -> Image.Image:
     head = stream.read(16)
     if not head:
@@ -103,7 +122,14 @@ def _decode(stream: BinaryIO, name: str, max_pixels: int, max_side: int) -> Imag
             image = Image.open(stream, formats=list(ACCEPTED_FORMATS))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLargeError(f"{name}: refused as a possible decompression bomb ({exc})") from exc
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except ValueError as exc:
+        if "MAX_TEXT" in str(exc):  # Pillow's text-chunk guards: a zTXt/iTXt bomb, not a broken image
+            raise ImageTooLargeError(
+                f"{name}: its PNG text metadata inflates past Pillow's limit (1 MB per chunk, 64 MB in all);"
+                " refused as a possible decompression bomb"
+            ) from exc
+        raise _undecodable(name, sniffed, accepted) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
         if accepted:
             raise TruncatedImageError(f"{name}: the {sniffed} file is truncated or corrupt") from exc
         raise NotAnImageError(f"{name}: not an image (expected PNG, JPEG or WebP)") from exc
@@ -141,9 +167,7 @@ def read_text_chunks(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_
     PNG tEXt/iTXt/zTXt chunks come through `im.text` (bounded by Pillow's MAX_TEXT_CHUNK/MAX_TEXT_MEMORY).
     Format and size checks are the same as `open_image`, so a bomb or a GIF is refused here too.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NotAnImageError(f"{path.name}: no such file")
+    path = existing_file(Path(path))
     with path.open("rb") as stream:
         # Decode fully: a truncated file must be refused here as well, not half-trusted.
         image = _decode(stream, path.name, max_pixels, DEFAULT_MAX_SIDE)
@@ -193,9 +217,7 @@ def open_image_channels(
     if isinstance(source, bytes):
         image = _decode(io.BytesIO(source), "image", max_pixels, max_side)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise NotAnImageError(f"{path.name}: no such file")
+        path = existing_file(Path(source))
         with path.open("rb") as stream:
             image = _decode(stream, path.name, max_pixels, max_side)
     upright = ImageOps.exif_transpose(image)

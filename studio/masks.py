@@ -19,6 +19,9 @@ from studio.errors import InputError
 from studio.images import open_image_channels
 
 
+MIN_MASK_SIDE = 8  # the VAE's downsampling factor: a smaller mask cannot cover even one latent cell
+
+
 class MaskError(InputError):
     """A mask that cannot be used: wrong size, empty, or unreadable."""
 
@@ -49,6 +52,11 @@ def load_mask(
 ) -> torch.Tensor:
     """A float {0, 1} tensor [H, W] for a mask file; `expected_size` is the (width, height) of its image."""
     image = open_image_channels(source)
+    if min(image.size) < MIN_MASK_SIDE:
+        raise MaskError(
+            f"{name}: a {image.size[0]}x{image.size[1]} mask is too small; a mask covers its image's pixels and"
+            f" must be at least {MIN_MASK_SIDE}x{MIN_MASK_SIDE} (one latent cell is 8x8 pixels)"
+        )
     if expected_size is not None and image.size != tuple(expected_size):
         raise MaskError(
             f"{name}: size {image.size[0]}x{image.size[1]} does not match its image "

@@ -26,8 +26,9 @@ PARAMETERS_KEY = "parameters"
 JOB_KEY = "studio_job"
 SAMPLER = "DDIM"
 
-# One `Key: value` item of A1111's last line; values with commas or colons are JSON-quoted.
-_PARAM_RE = re.compile(r'\s*([A-Za-z][\w \-/()]*?):\s*("(?:\\.|[^\\"])*"|[^,]*)(?:,|$)')
+# A key of A1111's settings line (`Steps`, `CFG scale`, `Hires upscaler`, `Lora hashes`, ...).
+_KEY_RE = re.compile(r"[A-Za-z][\w \-/()]{0,63}")
+MAX_PARAMETERS_CHARS = 1_000_000  # A1111 texts are a few KB; prompts are capped far lower by every UI
 _SIZE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
 _NEGATIVE_PREFIX = "Negative prompt:"
 
@@ -118,15 +119,49 @@ def _unquote(value: str) -> str:
     return value
 
 
+def _split_items(line: str) -> list[str]:
+    """The line cut at commas outside double quotes (A1111 JSON-quotes values holding commas); linear."""
+    items: list[str] = []
+    start = 0
+    quoted = escaped = False
+    for i, char in enumerate(line):
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            items.append(line[start:i])
+            start = i + 1
+    items.append(line[start:])
+    return items
+
+
+def settings_items(line: str) -> list[tuple[str, str]]:
+    """The `Key: value` items of an A1111 settings line, in linear time (a hostile line cannot stall it)."""
+    found = []
+    for item in _split_items(line):
+        key, colon, value = item.partition(":")
+        key = key.strip()
+        if colon and _KEY_RE.fullmatch(key):
+            found.append((key, value.strip()))
+    return found
+
+
 def parse_a1111_parameters(text: str) -> A1111Parameters:
     """Split A1111's text: prompt lines, `Negative prompt:` lines, and the trailing `Key: value` line.
 
     The last line counts as the settings line only if it holds at least three `Key: value` items, the
     same test A1111 uses, so a prompt that merely contains a colon is not mistaken for settings.
     """
+    if len(text) > MAX_PARAMETERS_CHARS:
+        raise MetadataError(
+            f"A1111 parameters: {len(text):,} characters is over the {MAX_PARAMETERS_CHARS:,}-character limit"
+        )
     lines = text.strip().replace("\r\n", "\n").split("\n")
     params: dict[str, str] = {}
-    found = _PARAM_RE.findall(lines[-1])
+    found = settings_items(lines[-1])
     if len(found) >= 3:
         params = {key.strip(): _unquote(value) for key, value in found}
         lines = lines[:-1]
