@@ -131,10 +131,12 @@ class Job:
 
     @classmethod
     def from_json(cls, text: str) -> Job:
+        from studio.safe_json import JsonError, parse_json
+
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise JobSpecError(f"invalid job: not JSON ({exc.msg} at line {exc.lineno})") from exc
+            data = parse_json(text, "invalid job")
+        except JsonError as exc:
+            raise JobSpecError(str(exc)) from exc
         return cls.from_dict(data)
 
 
