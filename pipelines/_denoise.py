@@ -80,8 +80,9 @@ def denoise(
             stepped, pred_x0 = step(scheduler, model_output, t, latents)  # (N, C, h, w) each, one level on
             if hooks:
                 end = StepEnd(
-                    branch, i, total, int(t), schedule, latents, model_output, pred_x0, stepped, plan, scheduler
-                )
+                    branch=branch, index=i, total=total, timestep=int(t), timesteps=schedule, sample=latents,
+                    model_output=model_output, pred_x0=pred_x0, latents=stepped, plan=plan, scheduler=scheduler,
+                )  # fmt: skip
                 stepped = run_hooks(hooks, end)
             latents = stepped
             if on_step is not None:
