@@ -16,7 +16,7 @@ from torch import Tensor
 
 from attention_processors import BatchLayout, attention_control
 from attention_processors.attention_maps import CrossAttentionMaps
-from pipelines._denoise import BatchPlan
+from pipelines.batch_plan import BatchPlan
 from pipelines.backbone import Backbone
 
 

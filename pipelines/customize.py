@@ -20,7 +20,8 @@ from torch import Tensor
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
 from attention_processors.multi_reference import MultiReferenceSelfAttention
 from attention_processors.selection import decoder_self_attention
-from pipelines._denoise import Generators, as_list, denoise, draw_noise, negatives_for
+from pipelines._denoise import denoise
+from pipelines._inputs import Generators, as_list, draw_noise, negatives_for
 from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.events import CancelToken, StepCallback
 from pipelines.outputs import GenerationOutput

@@ -8,9 +8,11 @@ import torch
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control
-from pipelines._denoise import Generators, as_list, denoise, draw_noise, negatives_for
+from pipelines._denoise import denoise
+from pipelines._inputs import Generators, as_list, draw_noise, negatives_for
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
+from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput
 
 
@@ -27,6 +29,7 @@ def generate(
     generator: Generators | None = None,
     latents: Tensor | None = None,
     controls: Sequence[Control] = (),
+    on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> GenerationOutput:
@@ -42,7 +45,9 @@ def generate(
             `generator[i]`; with one generator, item i takes its i-th draw. Unused when `latents` is given.
         latents: (N, C, h, w) initial noise instead of drawing it.
         controls: attention controls applied at every UNet call (empty: plain generation).
-        on_step: called with a `StepEvent` after every step.
+        on_step_end: hooks called in order after every scheduler step, as diffusers' `callback_on_step_end`;
+            the loop adopts the latents a hook returns (None keeps them). See `pipelines.hooks.StepEnd`.
+        on_step: called with a `StepEvent` after every step (after the hooks: it sees the adopted latents).
         cancel: checked at every step boundary; raises `pipelines.events.Cancelled`.
     """
     # 1. validate
@@ -81,6 +86,7 @@ def generate(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=controls,
+        on_step_end=on_step_end,
         on_step=on_step,
         cancel=cancel,
     )  # (N, C, h, w)

@@ -8,9 +8,11 @@ import PIL.Image
 import torch
 
 from attention_processors import BatchLayout, Control
-from pipelines._denoise import Generators, as_list, denoise, draw_noise, negatives_for
+from pipelines._denoise import denoise
+from pipelines._inputs import Generators, as_list, draw_noise, negatives_for
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
+from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput
 
 
@@ -28,6 +30,7 @@ def img2img(
     height: int | None = None,
     generator: Generators,
     controls: Sequence[Control] = (),
+    on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> GenerationOutput:
@@ -85,6 +88,7 @@ def img2img(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=controls,
+        on_step_end=on_step_end,
         on_step=on_step,
         cancel=cancel,
     )  # (N, C, h, w)

@@ -15,14 +15,16 @@ from collections.abc import Sequence
 
 import PIL.Image
 import torch
-from diffusers import DDIMInverseScheduler
 from torch import Tensor
 
-from attention_processors import BatchLayout, Control, attention_control
-from pipelines._denoise import BatchPlan, Generators, as_list, negatives_for
+from attention_processors import BatchLayout, Control
+from pipelines._denoise import denoise
+from pipelines._inputs import Generators, as_list, negatives_for
 from pipelines.backbone import Backbone
-from pipelines.events import CancelToken, StepCallback, StepEvent
+from pipelines.events import CancelToken, StepCallback
+from pipelines.hooks import LatentRecorder, StepEndHook
 from pipelines.outputs import Inversion
+from pipelines.steps import InverseDDIMStep, inverse_ddim_scheduler
 
 
 @torch.no_grad()
@@ -38,15 +40,17 @@ def invert(
     height: int | None = None,
     generator: Generators | None = None,
     controls: Sequence[Control] = (),
+    on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> Inversion:
     """Invert images (or their scaled latents) with deterministic DDIM over a `num_inference_steps` schedule.
 
-    Step i evaluates the UNet on z_i at the *next* timestep t and moves z_i one DDIM level up (the usual
+    This is the one denoising loop run upwards with the inverse step (`pipelines.steps.InverseDDIMStep`):
+    step i evaluates the UNet on z_i at the *next* timestep t and moves z_i one DDIM level up (the usual
     approximation eps(z_{i+1}, t) ~ eps(z_i, t)), with `DDIMInverseScheduler` built from the model's own
     scheduler config so the levels are exactly those the DDIM denoising loop comes back down. A v- or
-    x0-prediction output is read as noise at the level of t, as the denoising step reads it (`_as_epsilon`).
+    x0-prediction output is read as noise at the level of t, as the denoising step reads it.
 
     Args:
         image_or_latents: a PIL image or a list of them (resized to height x width, which default to the
@@ -58,6 +62,8 @@ def invert(
             job's generator, and so that stochastic inversion options can be added without an API change.
         controls: attention controls; the step state's branch is "invert" and its index counts up from the
             clean end (step 0 goes from z_0 to z_1).
+        on_step_end: step-end hooks (`pipelines.hooks`), branch "invert"; the trajectory records the
+            latents they return.
         on_step: called after every step with z_{i+1} as the event's latents, branch "invert".
         cancel: checked at every step boundary; raises `pipelines.events.Cancelled`.
 
@@ -101,57 +107,31 @@ def invert(
     # 3. prepare layout and schedule
     roles = ["source"] * count
     layout = BatchLayout.with_cfg(roles) if cfg else BatchLayout.without_cfg(roles)
-    plan = BatchPlan.of(layout)
-    conditioning = backbone.conditioning(embeds, plan.rows, image_size)
     denoising = backbone.ddim_scheduler()
     denoising.set_timesteps(num_inference_steps, device=backbone.device)
-    config = backbone.scheduler_config
-    if config.get("timestep_spacing") not in ("leading", "trailing"):
-        # DDIMInverseScheduler.set_timesteps knows only these two spacings; its step() (all we use) moves
-        # t - T/n -> t for any spacing, exactly the pair DDIMScheduler.step walks down, so leading is harmless.
-        config["timestep_spacing"] = "leading"
-    inverse = DDIMInverseScheduler.from_config(config, prediction_type="epsilon")  # fed epsilon, see below
-    inverse.set_timesteps(num_inference_steps)  # sets the step size T/n used by step()
+    inverse = inverse_ddim_scheduler(backbone.scheduler_config, num_inference_steps)
     timesteps = denoising.timesteps.flip(0)  # ascending: the denoising levels, visited upwards
 
-    # 4. invert
-    total = len(timesteps)
-    latent_size = (latents.shape[-2], latents.shape[-1])
+    # 4. invert: the denoising loop with the inverse step, recording every level
     trajectory = [latents]
-    with attention_control(backbone.unet, controls) as state:
-        for i, t in enumerate(timesteps):
-            if cancel is not None:
-                cancel.check(i, total, "invert")
-            state.update(
-                index=i, total=total, timestep=int(t), branch="invert", layout=layout, latent_size=latent_size
-            )
-            model_output = plan.predict(backbone, latents, t, conditioning, guidance_scale)  # (N, C, h, w)
-            noise = _as_epsilon(model_output, latents, inverse.alphas_cumprod[int(t)], backbone.prediction_type)
-            latents = inverse.step(noise, int(t), latents, return_dict=False)[0]  # (N, C, h, w), one level up
-            trajectory.append(latents)
-            if on_step is not None:
-                on_step(StepEvent(index=i, total=total, timestep=int(t), latents=latents, branch="invert"))
-        if cancel is not None:
-            cancel.check(total, total, "invert")
+    denoise(
+        backbone,
+        latents,
+        scheduler=inverse,
+        timesteps=timesteps,
+        embeds=embeds,
+        layout=layout,
+        guidance_scale=guidance_scale,
+        controls=controls,
+        step=InverseDDIMStep(backbone.prediction_type),
+        branch="invert",
+        on_step_end=[*on_step_end, LatentRecorder(trajectory)],
+        on_step=on_step,
+        cancel=cancel,
+    )  # (N, C, h, w) = z_T, also trajectory[-1]
 
     # 5. return the trajectory
     return Inversion(
         trajectory=trajectory, timesteps=[int(t) for t in denoising.timesteps], image_size=tuple(image_size)
     )
 
-
-def _as_epsilon(model_output: Tensor, sample: Tensor, alpha_prod: Tensor, prediction_type: str) -> Tensor:
-    """Read a UNet output as noise at the level `alpha_prod` of the timestep the UNet was given.
-
-    Why not let `DDIMInverseScheduler` convert: it converts v / x0 at the sample's own, lower level, while
-    `DDIMScheduler.step` converts at the UNet's timestep. Reading both at the UNet's timestep makes a v- or
-    x0-parameterised network invert exactly as the same network parameterised by epsilon would (tested);
-    the other choice drifts by a factor prod(cos^2 of each step's angle), ~20% at 10 steps.
-    """
-    if prediction_type == "epsilon":
-        return model_output
-    if prediction_type == "v_prediction":
-        return alpha_prod.sqrt() * model_output + (1 - alpha_prod).sqrt() * sample  # (N, C, h, w)
-    if prediction_type == "sample":
-        return (sample - alpha_prod.sqrt() * model_output) / (1 - alpha_prod).sqrt()  # (N, C, h, w)
-    raise ValueError(f"unknown prediction_type {prediction_type!r}; expected epsilon, v_prediction or sample")

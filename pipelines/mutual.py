@@ -18,7 +18,8 @@ from torch import Tensor
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
 from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
 from attention_processors.selection import decoder_self_attention
-from pipelines._denoise import Generators, as_list, denoise, draw_noise
+from pipelines._denoise import denoise
+from pipelines._inputs import Generators, as_list, draw_noise
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert

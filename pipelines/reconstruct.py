@@ -12,9 +12,11 @@ from collections.abc import Sequence
 import torch
 
 from attention_processors import BatchLayout, Control
-from pipelines._denoise import as_list, denoise, negatives_for
+from pipelines._denoise import denoise
+from pipelines._inputs import as_list, negatives_for
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
+from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput, Inversion
 
 
@@ -28,6 +30,7 @@ def reconstruct(
     guidance_scale: float = 1.0,
     teacher_forcing: bool = False,
     controls: Sequence[Control] = (),
+    on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> GenerationOutput:
@@ -37,7 +40,8 @@ def reconstruct(
         prompt: one for all items or one per item; use the inversion's prompt to measure inversion quality.
         guidance_scale: CFG weight; <= 1 runs without uncond rows.
         teacher_forcing: overwrite every item with its stored trajectory after each step, so the output is
-            the inverted latents z_0 exactly (the rows still run through the UNet and the controls).
+            the inverted latents z_0 exactly (the rows still run through the UNet and the controls). The
+            forcing is the first step-end hook (`pipelines.teacher.TeacherForcing`); `on_step_end` run after it.
         Other arguments: as `pipelines.generate.generate`; the batch rows have role "source".
     """
     # 1. validate
@@ -71,6 +75,7 @@ def reconstruct(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=controls,
+        on_step_end=on_step_end,
         teacher=teacher,
         on_step=on_step,
         cancel=cancel,

@@ -195,7 +195,7 @@ class EpsAsV(UNet2DConditionModel):
 def test_v_prediction_inverts_like_the_equivalent_epsilon_model():
     """SD2.x-style v-prediction: the inversion reads v at the UNet's timestep, as DDIM denoising does, so an
     equivalent v-model gives the same trajectory as the epsilon model (diffusers' DDIMInverseScheduler alone
-    would drift ~20% at 10 steps, see pipelines/invert.py `_as_epsilon`)."""
+    would drift ~20% at 10 steps, see pipelines/steps.py `as_epsilon`)."""
     eps_model = build("sd15", output_scale=0.1)
     v_model = build("sd15", output_scale=0.1, prediction_type="v_prediction")
     v_model.unet.__class__ = EpsAsV
