@@ -60,6 +60,8 @@ Build = Callable[[Scene], Control]
 
 @dataclass(frozen=True)
 class Entry:
+    """One control in the contract: how to build it on and off, the batch it runs in, and its behaviour test."""
+
     name: str
     build: Build  # the control switched on
     switched_off: tuple[Build, ...]  # every way the method defines as off
