@@ -12,6 +12,7 @@ ever materialising an attention map.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import torch
 from torch import Tensor
@@ -69,13 +70,31 @@ class AttentionCall:
 
 
 class Control:
-    """Base class: a control that acts nowhere. Methods override only the hooks they need."""
+    """Base class of every method. A concrete control must say where and when it acts (`active`); the
+    other hooks are optional and default to changing nothing.
+
+    Why `active` is required: a control whose `active` is inherited would install, run and change nothing,
+    a silent no-op that looks like a method that does not work. So a subclass that does not override it
+    fails when the class is created. A helper base meant only to be subclassed says so with
+    `class Helper(Control, abstract=True)`; abstract controls (and `Control` itself) are refused at install.
+    """
 
     needs_probs: bool = False  # True only when the method must read attention probabilities
+    is_abstract: ClassVar[bool] = True  # set per class by __init_subclass__; only concrete controls install
+
+    def __init_subclass__(cls, *, abstract: bool = False, **kwargs: object) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.is_abstract = abstract
+        if not abstract and cls.active is Control.active:
+            raise TypeError(
+                f"control {cls.__qualname__} does not override `active(site, state)`, so it would act nowhere; "
+                f"define where and when it acts, or declare a helper base with "
+                f"`class {cls.__name__}(..., abstract=True)`"
+            )
 
     def active(self, site: Site, state: StepState) -> bool:
         """Whether this control acts at `site` during the current call (selection by site and step)."""
-        return False
+        raise NotImplementedError(f"{type(self).__qualname__} is an abstract control: it does not define `active`")
 
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         """Rewrite keys/values/bias per group of query rows (K/V swap, concatenation, additive bias)."""

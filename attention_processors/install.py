@@ -30,6 +30,11 @@ def attention_control(
     for control in controls:
         if not isinstance(control, Control):
             raise TypeError(f"attention_control expects Control objects, got {type(control).__name__}")
+        if control.is_abstract:
+            raise TypeError(
+                f"{type(control).__qualname__} is an abstract control base; install a concrete subclass that "
+                "defines `active`"
+            )
     state = state if state is not None else StepState()
     original = unet.attn_processors  # a fresh {name.processor: processor} dict
     processors = {

@@ -1,4 +1,6 @@
-"""Mutual self-attention and MRSA: fused controls against the einsum oracles, plus invariances."""
+"""Mutual self-attention, MRSA and VisCtrl at one attention layer against the published formulas
+(tests/oracles.py), plus method-specific invariances. The properties every control shares (switched off
+equals stock, batch equals single, restore, fused equals einsum) are in tests/test_control_contract.py."""
 
 from __future__ import annotations
 
@@ -108,28 +110,6 @@ def test_multi_reference_self_attention_equals_oracle(attn, fidelity):
         c = oracles.multi_reference_self_attention(attn, x, {4: 1.0}, [5, 6, 7], [m.flatten() for m in masks], weights)
         want = torch.cat([u[:4], c[4:]])
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
-
-
-@torch.no_grad()
-def test_multi_reference_with_zero_references_is_plain_self_attention(attn):
-    layout = BatchLayout.with_cfg(["target", "target"])
-    x = tokens(layout.size)
-    torch.testing.assert_close(
-        run(attn, x, [MultiReferenceSelfAttention(masks=[])], layout), run(attn, x, [], layout), atol=0, rtol=0
-    )
-
-
-@torch.no_grad()
-def test_multi_reference_batch_equals_single(attn):
-    masks = [blob(0, 0, 3, 3), blob(2, 4, 4, 4)]
-    control = MultiReferenceSelfAttention(masks=masks)
-    both = BatchLayout.with_cfg(["target", "target"]) + BatchLayout.without_cfg(["reference", "reference"])
-    one = BatchLayout.with_cfg(["target"]) + BatchLayout.without_cfg(["reference", "reference"])
-    x = tokens(both.size)  # rows: u0 u1 c0 c1 r0 r1
-    batched = run(attn, x, [control], both)
-    for i in range(2):
-        single = run(attn, x[[i, 2 + i, 4, 5]], [control], one)
-        torch.testing.assert_close(batched[[i, 2 + i, 4, 5]], single, atol=1e-5, rtol=0)
 
 
 def test_controls_reject_bad_masks():

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from diffusers.models.attention_processor import AttnProcessor2_0
 
 from attention_processors import (
     AttentionGroup,
@@ -17,6 +16,7 @@ from attention_processors import (
     discover_sites,
 )
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
+from tests.unet_calls import stock_output, studio_output, unet_inputs
 
 
 @pytest.fixture(scope="module")
@@ -29,54 +29,26 @@ def sdxl():
     return tiny_sdxl_pipeline()
 
 
-def unet_inputs(pipe, batch: int = 2, size: int = 16, width: int | None = None) -> dict:
-    g = torch.Generator().manual_seed(1)
-    unet = pipe.unet
-    width = width or size
-    sample = torch.randn(batch, 4, size, width, generator=g)
-    text = torch.randn(batch, 77, unet.config.cross_attention_dim, generator=g)
-    kwargs = {"sample": sample, "timestep": torch.tensor(500), "encoder_hidden_states": text}
-    if unet.config.addition_embed_type == "text_time":
-        pooled = torch.randn(batch, unet.config.projection_class_embeddings_input_dim - 6 * 8, generator=g)
-        time_ids = torch.tensor([[size * 2, width * 2, 0, 0, size * 2, width * 2]] * batch, dtype=torch.float32)
-        kwargs["added_cond_kwargs"] = {"text_embeds": pooled, "time_ids": time_ids}
-    return kwargs
-
-
-@torch.no_grad()
-def stock_output(unet, inputs) -> torch.Tensor:
-    saved = unet.attn_processors
-    unet.set_attn_processor(AttnProcessor2_0())
-    try:
-        return unet(**inputs).sample
-    finally:
-        unet.set_attn_processor(saved)
-
-
-@torch.no_grad()
-def studio_output(unet, inputs, controls=(), layout=None) -> torch.Tensor:
-    with attention_control(unet, controls) as state:
-        latent = tuple(inputs["sample"].shape[-2:])
-        state.update(index=0, total=1, timestep=500, layout=layout, latent_size=latent)
-        return unet(**inputs).sample
+def inputs_for(pipe, batch: int = 2, size: int = 16, width: int | None = None) -> dict:
+    return unet_inputs(pipe.unet, batch, (size, width or size))
 
 
 @pytest.mark.parametrize("family", ["sd15", "sdxl"])
 def test_no_controls_equals_stock_processor(family, request):
     unet = request.getfixturevalue(family).unet
-    inputs = unet_inputs(request.getfixturevalue(family))
+    inputs = inputs_for(request.getfixturevalue(family))
     torch.testing.assert_close(studio_output(unet, inputs), stock_output(unet, inputs), atol=1e-5, rtol=0)
 
 
 def test_non_square_latent_equals_stock(sd15):
-    inputs = unet_inputs(sd15, batch=1, size=8, width=24)
+    inputs = inputs_for(sd15, batch=1, size=8, width=24)
     torch.testing.assert_close(studio_output(sd15.unet, inputs), stock_output(sd15.unet, inputs), atol=1e-5, rtol=0)
 
 
 def test_processors_restored_after_exit_and_after_exception(sd15):
     unet = sd15.unet
     before = unet.attn_processors
-    with attention_control(unet, [Control()]):
+    with attention_control(unet, [RecordingControl()]):
         assert all(isinstance(p, StudioAttnProcessor) for p in unet.attn_processors.values())
     assert unet.attn_processors == before
     with pytest.raises(RuntimeError, match="boom"):
@@ -89,7 +61,7 @@ def test_processors_restored_after_exit_and_after_exception(sd15):
 def test_no_argument_processor_is_stock_attention(sd15):
     """diffusers' IP-Adapter loaders rebuild processors as `cls()`: that instance must stay correct."""
     unet = sd15.unet
-    inputs = unet_inputs(sd15)
+    inputs = inputs_for(sd15)
     saved = unet.attn_processors
     unet.set_attn_processor(StudioAttnProcessor())
     try:
@@ -130,7 +102,7 @@ class RecordingControl(Control):
 @torch.no_grad()
 def test_step_window_and_site_filter_select_exactly(sd15):
     unet = sd15.unet
-    inputs = unet_inputs(sd15, batch=1, size=8, width=12)
+    inputs = inputs_for(sd15, batch=1, size=8, width=12)
     control = RecordingControl(StepWindow(0.25, 0.75), decoder_self_attention())
     with attention_control(unet, [control]) as state:
         for i in range(8):
@@ -168,7 +140,7 @@ class ZeroKeyBiasControl(Control):
 
 def test_group_rewrites_that_change_nothing_equal_stock(sd15):
     unet = sd15.unet
-    inputs = unet_inputs(sd15)
+    inputs = inputs_for(sd15)
     expected = stock_output(unet, inputs)
     torch.testing.assert_close(studio_output(unet, inputs, [SplitRowsControl()]), expected, atol=1e-5, rtol=0)
     composed = [ZeroKeyBiasControl(), SplitRowsControl(), RecordingControl()]
@@ -190,7 +162,7 @@ class SwapKeysControl(Control):
 
 def test_controls_take_effect_and_compose_in_order(sd15):
     unet = sd15.unet
-    inputs = unet_inputs(sd15)
+    inputs = inputs_for(sd15)
     swapped = studio_output(unet, inputs, [SwapKeysControl()])
     assert (swapped - stock_output(unet, inputs)).abs().max() > 1e-3
     torch.testing.assert_close(swapped[0], stock_output(unet, inputs)[0], atol=1e-5, rtol=0)  # row 0 unchanged
@@ -209,7 +181,7 @@ def test_uncovered_rows_are_an_error(sd15):
             return [AttentionGroup([0], call.key[:1], call.value[:1])]
 
     with pytest.raises(ValueError, match="unanswered"):
-        studio_output(sd15.unet, unet_inputs(sd15), [DropRows()])
+        studio_output(sd15.unet, inputs_for(sd15), [DropRows()])
 
 
 def test_layout_names_rows_by_role():
@@ -253,7 +225,7 @@ def test_peft_lora_changes_output_identically_under_studio_and_stock(tmp_path):
     StableDiffusionPipeline.save_lora_weights(tmp_path, unet_lora_layers=get_peft_model_state_dict(donor.unet))
 
     pipe = tiny_sd15_pipeline()
-    inputs = unet_inputs(pipe)
+    inputs = inputs_for(pipe)
     base_stock = stock_output(pipe.unet, inputs)
     base_ours = studio_output(pipe.unet, inputs)
     pipe.load_lora_weights(tmp_path)
@@ -262,33 +234,3 @@ def test_peft_lora_changes_output_identically_under_studio_and_stock(tmp_path):
     assert (lora_stock - base_stock).abs().max() > 1e-3  # the LoRA really acts
     torch.testing.assert_close(lora_ours - base_ours, lora_stock - base_stock, atol=1e-5, rtol=0)
     torch.testing.assert_close(lora_ours, lora_stock, atol=1e-5, rtol=0)
-
-
-def _appearance_controls_selecting_nothing():
-    from attention_processors import SiteFilter
-    from attention_processors.multi_reference import MultiReferenceSelfAttention
-    from attention_processors.mutual_self_attention import MutualSelfAttention
-    from attention_processors.visctrl import FeatureGradualSampling
-
-    nowhere = SiteFilter(names=())
-    never = StepWindow(1.0, 1.0)
-    mask = torch.ones(8, 8)
-    return [
-        MutualSelfAttention(sites=nowhere),
-        MutualSelfAttention(steps=never),
-        MultiReferenceSelfAttention(masks=[mask], sites=nowhere),
-        MultiReferenceSelfAttention(masks=[mask], steps=never),
-        FeatureGradualSampling(steps=never),
-    ]
-
-
-@pytest.mark.parametrize("family", ["sd15", "sdxl"])
-def test_appearance_controls_that_select_nothing_give_the_stock_output(family, request):
-    pipe = request.getfixturevalue(family)
-    inputs = unet_inputs(pipe, batch=4)
-    layout = BatchLayout.without_cfg(["source", "target", "reference", "target"])
-    expected = stock_output(pipe.unet, inputs)
-    for control in _appearance_controls_selecting_nothing():
-        got = studio_output(pipe.unet, inputs, [control], layout)
-        name = type(control).__name__
-        torch.testing.assert_close(got, expected, atol=1e-5, rtol=0, msg=lambda m, name=name: f"{name}: {m}")
