@@ -73,8 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     from . import load_toyworld_pipeline
     from .render import PipelineRenderer
+
+    diffusers_logging.disable_progress_bar()  # the demo prints its own two lines
+    transformers_logging.disable_progress_bar()
 
     args = sys.argv[1:] if argv is None else argv
     out = Path(args[0]) if args else Path("outputs/demo/toyworld")
