@@ -54,16 +54,19 @@ class MaskProvider(Protocol):
 
 
 def declared_entry_points(group: str, checkout: Path | None = None) -> dict[str, EntryPoint]:
-    """The entry points of `group` by name: installed metadata, then a source checkout's pyproject.toml."""
-    found = {ep.name: ep for ep in sorted(entry_points(group=group), key=lambda ep: ep.name)}
+    """The entry points of `group` by name, in name order: installed metadata, then a checkout's pyproject.toml."""
+    found = {ep.name: ep for ep in entry_points(group=group)}
     found.update(_checkout_entry_points(group, checkout or Path(__file__).resolve().parents[1]))
-    return found
+    return dict(sorted(found.items()))
 
 
 def model_provider(name: str) -> ModelProvider | None:
     """The provider of the model reference `name`, or None if no installed family declares that name."""
     entry = declared_entry_points(MODEL_GROUP).get(name)
-    return None if entry is None else _load(entry)
+    if entry is None:
+        return None
+    provider: ModelProvider = _load(entry)
+    return provider
 
 
 def provided_mask(image: Image.Image, *, model: str, backbone: Backbone) -> torch.Tensor | None:
@@ -72,7 +75,8 @@ def provided_mask(image: Image.Image, *, model: str, backbone: Backbone) -> torc
     import torch
 
     for entry in declared_entry_points(MASK_GROUP).values():
-        mask = _load(entry)(image, model=model, backbone=backbone)
+        provider: MaskProvider = _load(entry)
+        mask = provider(image, model=model, backbone=backbone)
         if mask is not None:
             return torch.from_numpy(np.asarray(mask, dtype=np.float32))  # [H, W]
     return None
@@ -102,4 +106,4 @@ def _checkout_entry_points(group: str, root: Path) -> dict[str, EntryPoint]:
     if project.get("name") != DISTRIBUTION:
         return {}
     table = project.get("entry-points", {}).get(group, {})
-    return {name: EntryPoint(name, value, group) for name, value in sorted(table.items())}
+    return {name: EntryPoint(name, value, group) for name, value in table.items()}

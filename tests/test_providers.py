@@ -75,12 +75,13 @@ def test_a_provided_name_without_weights_is_one_clear_line(tmp_path, monkeypatch
         """, "[diffusion_studio.models]\nhollow-model = MODULE:folder\n")
     with pytest.raises(InputError) as info:
         resolve_model_ref("hollow-model")
-    assert str(info.value) == f"the model 'hollow-model' is missing its weights ({tmp_path / 'empty' / 'model_index.json'} not found)"
+    index = tmp_path / "empty" / "model_index.json"
+    assert str(info.value) == f"the model 'hollow-model' is missing its weights ({index} not found)"
 
 
 def test_a_broken_provider_is_one_clear_line(tmp_path, monkeypatch):
     install_family(tmp_path, monkeypatch, "", "[diffusion_studio.models]\nbroken-model = no_such_module_xyz:folder\n")
-    with pytest.raises(ProviderError, match="^the diffusion_studio.models provider 'broken-model' .* cannot be loaded"):
+    with pytest.raises(ProviderError, match="^the diffusion_studio.models provider 'broken-model' .* cannot be load"):
         resolve_model_ref("broken-model")
 
 
