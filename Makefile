@@ -24,6 +24,7 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) -m studio.demo
+	HF_HUB_OFFLINE=1 $(PY) -m toyworld.demo outputs/demo/toyworld
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(PY) bench/attention_overhead.py

@@ -53,7 +53,7 @@ def sd15_shaped_backbone():
 
 def toyworld_backbone():
     from pipelines.backbone import Backbone
-    from studio.toyworld import load_toyworld_pipeline
+    from toyworld import load_toyworld_pipeline
 
     return Backbone.from_pipeline(load_toyworld_pipeline())
 

@@ -19,8 +19,8 @@ def main() -> None:
     import torch
 
     from pipelines.backbone import Backbone
-    from studio.toyworld import load_toyworld_pipeline
-    from studio.toyworld.method_eval import (
+    from toyworld import load_toyworld_pipeline
+    from toyworld.method_eval import (
         VISCTRL_CONCEPTS,
         Rates,
         freecustom_composition,

@@ -73,7 +73,7 @@ def _images(pipe, prompts, seed0: int = 0) -> list[np.ndarray]:
 def ablation(pipe) -> tuple[float, float]:
     from PIL import Image
 
-    from studio.toyworld.detector import detect
+    from toyworld.detector import detect
 
     def found(images):
         return [sorted((o.shape, o.color, o.pattern) for o in detect(Image.fromarray(im.astype(np.uint8))).objects)
@@ -101,7 +101,7 @@ def _cells(mask: np.ndarray, side: int) -> torch.Tensor:
 def correspondence(pipe, t: int = 500) -> list[tuple[str, float, float, float]]:
     from diffusers import DDIMScheduler
 
-    from studio.toyworld.world import Background, SceneSpec, make_object, render
+    from toyworld.world import Background, SceneSpec, make_object, render
 
     scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
     gray = Background("plain", "gray")
@@ -152,7 +152,7 @@ def swap(pipe) -> list[tuple[str, float, float, float]]:
     from attention_processors.selection import SiteFilter
     from pipelines.backbone import Backbone
     from pipelines.mutual import mutual_edit
-    from studio.toyworld.method_eval import corner_rgb
+    from toyworld.method_eval import corner_rgb
 
     backbone = Backbone.from_pipeline(pipe)
     rows = []
@@ -175,7 +175,7 @@ def main() -> None:
     parser.add_argument("--model", action="append", default=None, help="toyworld model folder (repeatable)")
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    from studio.toyworld import load_toyworld_pipeline
+    from toyworld import load_toyworld_pipeline
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -24,9 +24,9 @@ GOALS = {"color": 0.90, "position": 0.90, "shape": 0.80}
 
 
 def main() -> None:
-    from studio.toyworld import load_toyworld_pipeline, toyworld_path
-    from studio.toyworld.quality import evaluate, format_table, prompt_set
-    from studio.toyworld.render import PipelineRenderer, clip_t_scorer
+    from toyworld import load_toyworld_pipeline, toyworld_path
+    from toyworld.quality import evaluate, format_table, prompt_set
+    from toyworld.render import PipelineRenderer, clip_t_scorer
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=toyworld_path())
@@ -59,7 +59,7 @@ def main() -> None:
             reports.append(evaluate(render, prompts, seeds, name=name, clip_t_scorer=scorer,
                                     keep_images=bool(args.save_grid)))
     # Reference row: the world drawing its own prompts (the ceiling the detector and toy CLIP-T allow).
-    from studio.toyworld.oracle import render_prompt
+    from toyworld.oracle import render_prompt
 
     oracle_prompts = prompt_set(args.single or 50, 1, seed=0)
     reports.append(evaluate(render_prompt, oracle_prompts, range(len(oracle_prompts)), name="oracle-1obj",
@@ -75,7 +75,7 @@ def main() -> None:
     if args.json:
         args.json.write_text(json.dumps([r.row() for r in reports], indent=1))
     if args.save_grid and reports:
-        from studio.toyworld.demo import grid
+        from toyworld.demo import grid
 
         grid(reports[0].images[:32], cols=8).save(args.save_grid)
 

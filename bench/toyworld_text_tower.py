@@ -33,7 +33,7 @@ def main() -> None:
     import torch
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    from studio.toyworld import toyworld_path
+    from toyworld import toyworld_path
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=toyworld_path())

@@ -24,8 +24,8 @@ def main() -> None:
     import torch
 
     from pipelines.backbone import Backbone
-    from studio.toyworld import load_toyworld_pipeline, toyworld_path
-    from studio.toyworld.method_eval import fgs_consistency
+    from toyworld import load_toyworld_pipeline, toyworld_path
+    from toyworld.method_eval import fgs_consistency
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", type=Path, default=toyworld_path())

@@ -85,6 +85,18 @@ def read_safetensors_header(path: str | os.PathLike[str]) -> dict[str, Any]:
     return header
 
 
+def safetensors_byte_length(path: str | os.PathLike[str]) -> int:
+    """The size a complete safetensors file has: 8 + its header + the end of its last tensor's data."""
+    header = read_safetensors_header(path)
+    with Path(path).open("rb") as stream:
+        (header_len,) = struct.unpack("<Q", stream.read(8))
+    ends = [entry.get("data_offsets", [0, 0])[1] for name, entry in header.items()
+            if name != "__metadata__" and isinstance(entry, dict)]
+    if not all(isinstance(end, int) for end in ends):
+        raise UnsupportedModelError(f"{Path(path).name}: corrupt safetensors header (data offsets)")
+    return 8 + header_len + max(ends, default=0)
+
+
 def tensor_names(header: dict[str, Any]) -> list[str]:
     return [name for name in header if name != "__metadata__"]
 

@@ -4,9 +4,10 @@ Why: one command on a fresh machine must show the studio working end to end thro
 the CLI uses: a model reference resolved and loaded from safetensors, a job run, PNGs written with
 their job embedded, and a DDIM inversion whose reconstruction error is measured.
 
-Model choice: the bundled `toyworld` model when its weights are present (then the toyworld demo grid
-and its detector accuracy are added); until then, a tiny SD1.5-shaped model built from config and saved
-under the output folder, so the run stays offline and takes seconds. Switching is `demo_model()` alone.
+Model choice: the default model (the bundled `toyworld`) when its weights are present; otherwise a tiny
+SD1.5-shaped model built from config and saved under the output folder, so the run stays offline and
+takes seconds. Switching is `demo_model()` alone. The bundled model's own demo grid, scored by its
+detector, is its package's business: `make demo` runs `python -m toyworld.demo` after this.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 from studio.errors import StudioError
 from studio.jobs import Job
 from studio.model_cache import ModelCache
-from studio.model_refs import TOYWORLD, resolve_model_ref
+from studio.model_refs import DEFAULT_MODEL, resolve_model_ref
 from studio.outputs import save_result
 from studio.runner import run_job
 
@@ -33,18 +34,18 @@ class DemoResult:
     metrics: dict[str, float]
 
 
-def toyworld_available() -> bool:
+def default_model_available() -> bool:
     try:
-        resolve_model_ref(TOYWORLD)
+        resolve_model_ref(DEFAULT_MODEL)
     except StudioError:
         return False
     return True
 
 
 def demo_model(out_dir: Path) -> str:
-    """The model reference the demo runs: toyworld if present, else a tiny SD1.5 saved under `out_dir`."""
-    if toyworld_available():
-        return TOYWORLD
+    """The model reference the demo runs: the default model if present, else a tiny SD1.5 under `out_dir`."""
+    if default_model_available():
+        return DEFAULT_MODEL
     from pipelines.tiny_models import tiny_sd15_pipeline
 
     folder = out_dir / "tiny-sd15"
@@ -63,17 +64,6 @@ def generate_and_invert(models: ModelCache, model: str, out_dir: Path, *, steps:
     return DemoResult(generated, reconstructed, result.metrics)
 
 
-def _toyworld_grid(models: ModelCache, out_dir: Path, steps: int) -> None:
-    from studio.toyworld.demo import run_demo
-
-    def render(prompt: str, seed: int):  # noqa: ANN202 - the toyworld Render protocol
-        return run_job(Job(model=TOYWORLD, prompt=prompt, seed=seed, steps=steps), models).images[0]
-
-    summary = run_demo(out_dir / "toyworld", render)
-    print(f"toyworld grid: {summary.grid_path}")
-    print("attribute accuracy: " + ", ".join(f"{k} {v:.0%}" for k, v in summary.accuracy.items()))
-
-
 def main(out_dir: Path = Path("outputs/demo"), steps: int = 25) -> int:
     """Run the demo and print where the images went and the inversion error. Returns the exit code."""
     from studio.quiet import quiet_diffusers, quiet_environment
@@ -89,8 +79,6 @@ def main(out_dir: Path = Path("outputs/demo"), steps: int = 25) -> int:
         print(f"generated: {result.generated}")
         print(f"reconstruction: {result.reconstructed}")
         print(f"inversion round trip error: mse {result.metrics['mse']:.6f}, psnr {result.metrics['psnr_db']:.2f} dB")
-        if model == TOYWORLD:
-            _toyworld_grid(models, out_dir, steps)
     except StudioError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

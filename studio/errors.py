@@ -69,7 +69,11 @@ class ModelReferenceError(InputError):
 
 
 class UnknownModelReferenceError(ModelReferenceError):
-    """Not toyworld, a local folder, a safetensors file, or a reachable hub id."""
+    """Not a provided model's name, a local folder, a safetensors file, or a reachable hub id."""
+
+
+class ProviderError(ModelReferenceError):
+    """A declared model or mask provider could not be imported (a broken or half-installed model family)."""
 
 
 class PickleCheckpointError(ModelReferenceError):

@@ -102,24 +102,25 @@ def _hub_folder(ref: ModelRef) -> tuple[str, CheckpointFamily]:
 
 
 def _load_pretrained(ref: ModelRef, dtype: object) -> DiffusionPipeline:
+    from pipelines.pretrained import read_pretrained
+
     location, family = ref.location, ref.family
     if ref.kind is ModelKind.HUB:
         location, family = _hub_folder(ref)
-    cls = _pipeline_class(family)
-    # use_safetensors=True: diffusers and transformers take the safetensors weights and never fall back to
-    # pickle; folder_family has already checked every file they could read.
-    kwargs: dict[str, object] = {"dtype": dtype, "use_safetensors": True}
+    # read_pretrained passes use_safetensors=True: diffusers and transformers take the safetensors weights
+    # and never fall back to pickle; folder_family has already checked every file they could read.
+    kwargs: dict[str, object] = {"dtype": dtype}
     if family is CheckpointFamily.SD:
         kwargs.update(safety_checker=None, requires_safety_checker=False)
     try:
-        return cls.from_pretrained(location, **kwargs)
+        return read_pretrained(location, _pipeline_class(family), **kwargs)
     except Exception as exc:  # noqa: BLE001 - converted to a one-line error, cause chained for --debug
         raise ModelLoadError(f"could not load {Path(ref.location).name}: {_first_line(exc)}") from exc
 
 
 def load_pipeline(ref: ModelRef, policy: DevicePolicy, *, single_file_config: str | None = None) -> DiffusionPipeline:
     """Load `ref` as an SD1.x/2.x or SDXL text-to-image pipeline with a DDIM scheduler, placed per `policy`."""
-    from diffusers import DDIMScheduler
+    from pipelines.pretrained import use_ddim
 
     if ref.kind is ModelKind.SINGLE_FILE:
         pipe = _load_single_file(ref, policy.dtype, single_file_config)
@@ -131,9 +132,7 @@ def load_pipeline(ref: ModelRef, policy: DevicePolicy, *, single_file_config: st
             f" {' and '.join(SUPPORTED_PIPELINES)}"
         )
     try:
-        pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-        pipe.set_progress_bar_config(disable=True)
-        return place_pipeline(pipe, policy)
+        return place_pipeline(use_ddim(pipe), policy)
     except StudioError:
         raise
     except (RuntimeError, ValueError) as exc:

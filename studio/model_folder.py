@@ -9,7 +9,8 @@ first, by content:
 
 - every index anywhere in the folder may name only `.safetensors` shards inside its own folder, and
   each shard must be safetensors by its bytes;
-- every `.safetensors` file (a symlink is judged by its target) must be safetensors by its bytes;
+- every `.safetensors` file (a symlink is judged by its target) must be safetensors by its bytes, and
+  as long as its header says (a half-copied file is named here, not deep inside a loader);
 - every component diffusers will load needs safetensors weights of its own, so a pickle-only
   component is refused rather than left to a fallback;
 - components come only from diffusers or transformers.
@@ -26,8 +27,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from studio.checkpoints import CheckpointFamily, FileKind, pickle_refusal, sniff_weights_file
-from studio.errors import UnknownModelReferenceError, UnsupportedModelError
+from studio.checkpoints import (
+    CheckpointFamily,
+    FileKind,
+    pickle_refusal,
+    safetensors_byte_length,
+    sniff_weights_file,
+)
+from studio.errors import ModelLoadError, UnknownModelReferenceError, UnsupportedModelError
 from studio.safe_json import JsonError, parse_json
 
 # The pipeline classes our backbone understands, by the `_class_name` in model_index.json.
@@ -104,6 +111,9 @@ def _require_safetensors(folder: Path, path: Path) -> None:
         raise pickle_refusal(path, kind)
     if kind is not FileKind.SAFETENSORS:
         raise UnsupportedModelError(f"{_shown(folder, path)}: not a safetensors file ({kind.value} content)")
+    size, expected = path.stat().st_size, safetensors_byte_length(path)
+    if size < expected:
+        raise ModelLoadError(f"{_shown(folder, path)}: truncated ({size:,} of {expected:,} bytes); copy it again")
 
 
 def _check_shard_index(folder: Path, index_path: Path) -> None:

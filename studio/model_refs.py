@@ -1,9 +1,10 @@
 """Resolve a model reference string to one of four kinds, without loading anything.
 
-Why: `--model` accepts `toyworld`, a hub id, a local diffusers folder, or a single-file checkpoint. The
-kind decides how to load, and every safety check that can be made on disk (pickle refusal, SD-versus-
-SDXL from the safetensors header) is made here, before diffusers or torch are touched. This keeps bad
-references cheap to reject and their errors precise.
+Why: `--model` accepts a provided model's name (the bundled `toyworld` is one: see studio/providers.py),
+a hub id, a local diffusers folder, or a single-file checkpoint. The kind decides how to load, and every
+safety check that can be made on disk (pickle refusal, SD-versus-SDXL from the safetensors header) is
+made here, before diffusers or torch are touched. This keeps bad references cheap to reject and their
+errors precise.
 """
 
 from __future__ import annotations
@@ -22,15 +23,16 @@ from studio.checkpoints import (
     sniff_weights_file,
 )
 from studio.errors import UnknownModelReferenceError, UnsupportedModelError
-from studio.model_folder import SUPPORTED_PIPELINES, folder_family
+from studio.model_folder import folder_family
+from studio.providers import ModelProvider, model_provider
 
-TOYWORLD = "toyworld"
+DEFAULT_MODEL = "toyworld"  # the bundled model's name; a model provider declares it (pyproject.toml)
 _HUB_ID_RE = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}/[A-Za-z0-9][\w.\-]{0,95}$")
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".pkl", ".msgpack", ".h5", ".onnx")
 
 
 class ModelKind(enum.Enum):
-    TOYWORLD = "toyworld"
+    PROVIDED = "provided"  # a name a model family's provider resolves to a local diffusers folder
     HUB = "hub"
     FOLDER = "folder"
     SINGLE_FILE = "single_file"
@@ -57,8 +59,9 @@ def resolve_model_ref(text: str) -> ModelRef:
     text = text.strip()
     if not text:
         raise unknown_reference(text)
-    if text == TOYWORLD:
-        return _resolve_toyworld()
+    provider = model_provider(text)
+    if provider is not None:
+        return _resolve_provided(text, provider)
     path = Path(os.path.expanduser(text))
     if path.is_dir():
         return ModelRef(text, ModelKind.FOLDER, str(path.resolve()), folder_family(path))
@@ -70,20 +73,13 @@ def resolve_model_ref(text: str) -> ModelRef:
     raise unknown_reference(text)
 
 
-def _resolve_toyworld() -> ModelRef:
-    try:
-        from studio.toyworld import toyworld_path  # lazy: the toyworld package is optional at this layer
-    except ImportError as exc:
-        raise UnknownModelReferenceError(
-            "the bundled 'toyworld' model is not available in this build yet; pass --model with a local"
-            " diffusers folder, a .safetensors checkpoint or a hub id"
-        ) from exc
-    path = Path(toyworld_path())
+def _resolve_provided(name: str, provider: ModelProvider) -> ModelRef:
+    path = Path(provider())
     if not (path / "model_index.json").is_file():
         raise UnknownModelReferenceError(
-            f"the bundled 'toyworld' model is missing its weights ({path.name}/model_index.json not found)"
+            f"the model {name!r} is missing its weights ({path / 'model_index.json'} not found)"
         )
-    return ModelRef(TOYWORLD, ModelKind.TOYWORLD, str(path.resolve()), folder_family(path))
+    return ModelRef(name, ModelKind.PROVIDED, str(path.resolve()), folder_family(path))
 
 
 def _single_file_family(path: Path) -> CheckpointFamily:

@@ -15,8 +15,8 @@ from __future__ import annotations
 import pytest
 
 from pipelines.backbone import Backbone
-from studio.toyworld import load_toyworld_pipeline
-from studio.toyworld.method_eval import mutual_appearance, visctrl_transfer
+from toyworld import load_toyworld_pipeline
+from toyworld.method_eval import mutual_appearance, visctrl_transfer
 
 # Measured on the bundled weights, 12 cases: mutual 9/12, the same target prompts without it 0/12.
 MUTUAL_FLOOR = 7 / 12

@@ -1,4 +1,4 @@
-"""studio.metrics: pixel metrics against numpy oracles; attribute accuracy and concept presence on renders."""
+"""toyworld.metrics: pixel metrics against numpy oracles; attribute accuracy and concept presence on renders."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from studio.metrics import AttributeTally, concept_present, masked_mae, masked_mse, masked_psnr, psnr
-from studio.toyworld.captions import caption
-from studio.toyworld.detector import detect
-from studio.toyworld.world import Background, SceneSpec, make_object, render, render_seed
+from toyworld.captions import caption
+from toyworld.detector import detect
+from toyworld.metrics import AttributeTally, concept_present, masked_mae, masked_mse, masked_psnr, psnr
+from toyworld.world import Background, SceneSpec, make_object, render, render_seed
 
 
 def test_psnr_matches_the_definition():

@@ -127,7 +127,7 @@ def test_toyworld_resolves_or_says_it_is_missing():
     except UnknownModelReferenceError as exc:
         assert "toyworld" in str(exc)
     else:
-        assert ref.kind is ModelKind.TOYWORLD and Path(ref.location, "model_index.json").is_file()
+        assert ref.kind is ModelKind.PROVIDED and Path(ref.location, "model_index.json").is_file()
 
 
 def test_local_diffusers_folder_loads_with_ddim(tiny_sd15_dir, tmp_path):

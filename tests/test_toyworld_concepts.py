@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.metrics import concept_present
-from studio.toyworld import toyworld_path
-from studio.toyworld.concepts import HELD_OUT_CONCEPTS, N_CONTEXT, N_REFERENCES, write_concept_assets
-from studio.toyworld.vocab import TRAIN_PATTERNS, TRAIN_SHAPES
+from toyworld import toyworld_path
+from toyworld.concepts import HELD_OUT_CONCEPTS, N_CONTEXT, N_REFERENCES, write_concept_assets
+from toyworld.metrics import concept_present
+from toyworld.vocab import TRAIN_PATTERNS, TRAIN_SHAPES
 
 CONCEPTS = toyworld_path() / "concepts"
 

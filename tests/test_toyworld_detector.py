@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.toyworld.detector import build_templates, detect
-from studio.toyworld.vocab import ALL_PATTERNS, ALL_SHAPES
-from studio.toyworld.world import Background, SceneSpec, make_object, render, render_seed
+from toyworld.detector import build_templates, detect
+from toyworld.vocab import ALL_PATTERNS, ALL_SHAPES
+from toyworld.world import Background, SceneSpec, make_object, render, render_seed
 
 HELD_OUT_SEEDS = range(900_000, 900_500)  # the trainer draws scenes from one Generator seeded 0
 

@@ -1,4 +1,8 @@
-"""The bundled toyworld model: layout, offline loading, clear errors for bad folders, trainer safety."""
+"""The bundled toyworld model: layout, offline loading, clear errors for bad folders, trainer safety.
+
+A damaged toyworld folder is loaded through the studio's one loader (studio/loading.py), the path every
+model reference takes, and each failure must name the file that is wrong.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,12 @@ import shutil
 import pytest
 import torch
 
-from studio.toyworld import load_toyworld_pipeline, toyworld_path
-from studio.toyworld.loader import ToyworldModelError, check_model_folder, load_clip
-from studio.toyworld.train import main as train_main
+from studio.devices import DevicePolicy
+from studio.errors import StudioError, UnknownModelReferenceError
+from studio.model_cache import ModelCache
+from toyworld import MODEL_ENV, load_toyworld_pipeline, toyworld_path
+from toyworld.metrics.clip_scores import load_toy_clip
+from toyworld.train.chain import main as train_main
 
 MODEL = toyworld_path()
 
@@ -54,7 +61,7 @@ def test_loads_offline_with_the_real_classes():
 def test_loader_helper_and_clip_load():
     pipe = load_toyworld_pipeline()
     assert pipe.image_encoder.config.image_size == 64
-    clip = load_clip(MODEL)
+    clip = load_toy_clip(MODEL)
     assert clip.config.projection_dim == pipe.image_encoder.config.projection_dim
 
 
@@ -65,34 +72,46 @@ def model_copy(tmp_path):
     return dst
 
 
+def _studio_load(folder):
+    return ModelCache(DevicePolicy(device="cpu")).get(str(folder))
+
+
 def test_missing_file_is_named(model_copy):
     (model_copy / "unet" / "diffusion_pytorch_model.safetensors").unlink()
-    with pytest.raises(ToyworldModelError, match="unet/diffusion_pytorch_model.safetensors"):
-        load_toyworld_pipeline(model_copy)
+    with pytest.raises(StudioError, match="diffusion_pytorch_model.safetensors") as info:
+        _studio_load(model_copy)
+    assert "unet" in str(info.value) and "\n" not in str(info.value)
 
 
 def test_truncated_weights_are_named(model_copy):
     f = model_copy / "vae" / "diffusion_pytorch_model.safetensors"
     f.write_bytes(f.read_bytes()[: f.stat().st_size // 2])
-    with pytest.raises(ToyworldModelError, match="vae/diffusion_pytorch_model.safetensors"):
-        check_model_folder(model_copy)
+    with pytest.raises(StudioError, match="vae/diffusion_pytorch_model.safetensors.*truncated"):
+        _studio_load(model_copy)
 
 
 def test_garbage_weights_are_named(model_copy):
     (model_copy / "text_encoder" / "model.safetensors").write_bytes(b"not a safetensors file at all")
-    with pytest.raises(ToyworldModelError, match="text_encoder/model.safetensors"):
-        check_model_folder(model_copy)
+    with pytest.raises(StudioError, match="text_encoder/model.safetensors"):
+        _studio_load(model_copy)
 
 
 def test_corrupt_config_is_named(model_copy):
     (model_copy / "unet" / "config.json").write_text("{not json")
-    with pytest.raises(ToyworldModelError, match="unet/config.json"):
-        check_model_folder(model_copy)
+    with pytest.raises(StudioError, match="unet/config.json"):
+        _studio_load(model_copy)
 
 
-def test_missing_folder():
-    with pytest.raises(ToyworldModelError, match="not found"):
-        check_model_folder(MODEL.parent / "does-not-exist")
+def test_missing_bundled_folder_is_one_clear_line(monkeypatch, tmp_path):
+    monkeypatch.setenv(MODEL_ENV, str(tmp_path / "does-not-exist"))
+    with pytest.raises(UnknownModelReferenceError, match="'toyworld' is missing its weights .*does-not-exist"):
+        _studio_load("toyworld")
+
+
+def test_the_environment_setting_points_the_toyworld_name_at_another_folder(monkeypatch, model_copy):
+    monkeypatch.setenv(MODEL_ENV, str(model_copy))
+    assert toyworld_path() == model_copy
+    assert ModelCache().resolve("toyworld").location == str(model_copy.resolve())
 
 
 def test_trainer_refuses_to_overwrite_a_model(tmp_path):
@@ -114,8 +133,8 @@ def test_tiny_training_run_writes_a_loadable_model(tmp_path):
     assert report["unet"]["steps"] == 2 and report["decoder"]["steps"] == 2 and report["vae"]["scaling_factor"] > 0
     saved = json.loads((out / "training_report.json").read_text())
     assert saved["status"] == "done" and "loss_first" in saved["clip"]
-    check_model_folder(out, with_clip=True)
-    pipe = load_toyworld_pipeline(out)
+    pipe = _studio_load(out)
+    assert load_toy_clip(out).config.projection_dim == pipe.image_encoder.config.projection_dim
     assert pipe.vae.config.scaling_factor == pytest.approx(report["vae"]["scaling_factor"])
 
 
@@ -175,7 +194,7 @@ def test_resume_refuses_a_finished_run_or_other_settings(tmp_path):
 
 def test_training_noise_adds_a_per_channel_offset():
     """The offset shifts whole channels (background brightness), on top of unit-variance white noise."""
-    from studio.toyworld.train_unet import NOISE_OFFSET, draw_training_noise
+    from toyworld.train.unet import NOISE_OFFSET, draw_training_noise
 
     noise = draw_training_noise(torch.Size([256, 4, 16, 16]), torch.Generator().manual_seed(0))  # (B, C, h, w)
     per_channel_mean = noise.mean(dim=(2, 3))  # (B, C)

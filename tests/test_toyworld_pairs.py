@@ -9,8 +9,8 @@ import pytest
 import torch
 from diffusers.models.attention_processor import Attention
 
-from studio.toyworld import toyworld_path
-from studio.toyworld.train_pairs import (
+from toyworld import toyworld_path
+from toyworld.train.pairs import (
     JointLayout,
     PairedSelfAttention,
     before_edit,
@@ -20,10 +20,10 @@ from studio.toyworld.train_pairs import (
     sample_pair,
     target_caption,
 )
-from studio.toyworld.train_pairs import (
+from toyworld.train.pairs import (
     main as pairs_main,
 )
-from studio.toyworld.vocab import TRAIN_PATTERNS, TRAIN_SHAPES
+from toyworld.vocab import TRAIN_PATTERNS, TRAIN_SHAPES
 
 
 def test_target_copies_one_source_objects_appearance_elsewhere_and_its_caption_leaves_the_pattern_unsaid():
@@ -104,7 +104,7 @@ def test_the_stage_fine_tunes_a_copy_of_the_base_and_refuses_to_overwrite(tmp_pa
     report = json.loads((out / "training_report.json").read_text())
     assert report["pairs"]["status"] == "done" and report["pairs"]["steps"] == 2
     assert "unet" in report  # the base model's own report is kept beside the stage's
-    from studio.toyworld import load_toyworld_pipeline
+    from toyworld import load_toyworld_pipeline
 
     tuned = load_toyworld_pipeline(str(out)).unet.state_dict()
     base = load_toyworld_pipeline().unet.state_dict()

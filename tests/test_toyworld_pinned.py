@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from studio.toyworld import load_toyworld_pipeline
-from studio.toyworld.layout_probe import first_step_redness
-from studio.toyworld.quality import evaluate, prompt_set
-from studio.toyworld.render import PipelineRenderer
-from studio.toyworld.vocab import POSITIONS
+from toyworld import load_toyworld_pipeline
+from toyworld.layout_probe import first_step_redness
+from toyworld.quality import evaluate, prompt_set
+from toyworld.render import PipelineRenderer
+from toyworld.vocab import POSITIONS
 
 N = 16
 # Measured on the bundled weights (UNet 6000 steps on the frozen conditioning text tower, then three runs of

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from studio.toyworld.captions import parse_caption
-from studio.toyworld.demo import DEMO_PROMPTS, run_demo
-from studio.toyworld.oracle import render_prompt
-from studio.toyworld.quality import evaluate, format_table, prompt_set
+from toyworld.captions import parse_caption
+from toyworld.demo import DEMO_PROMPTS, run_demo
+from toyworld.oracle import render_prompt
+from toyworld.quality import evaluate, format_table, prompt_set
 
 
 def test_prompt_sets_are_deterministic_and_parseable():

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from studio.toyworld.captions import caption
-from studio.toyworld.train_text_tower import (
+from toyworld.captions import caption
+from toyworld.train.text_tower import (
     ATTRIBUTES,
     BACKGROUND_ATTRIBUTES,
     IGNORE,
@@ -14,7 +14,7 @@ from studio.toyworld.train_text_tower import (
     caption_labels,
     conditioning_summary,
 )
-from studio.toyworld.world import sample_scene
+from toyworld.world import sample_scene
 
 
 def test_labels_of_a_canonical_caption_are_the_scene_attributes():

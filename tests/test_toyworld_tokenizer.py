@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from transformers import CLIPTokenizer
 
-from studio.toyworld.captions import caption
-from studio.toyworld.tokenizer_build import build_merges, write_tokenizer_files
-from studio.toyworld.vocab import GRAMMAR_WORDS
-from studio.toyworld.world import sample_scene
+from toyworld.captions import caption
+from toyworld.train.tokenizer import build_merges, write_tokenizer_files
+from toyworld.vocab import GRAMMAR_WORDS
+from toyworld.world import sample_scene
 
 
 @pytest.fixture(scope="module")

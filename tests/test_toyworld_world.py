@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from studio.toyworld.captions import caption, parse_caption
-from studio.toyworld.vocab import (
+from toyworld.captions import caption, parse_caption
+from toyworld.vocab import (
     BACKGROUND_COLORS,
     COLORS,
     HELD_OUT_PATTERNS,
@@ -14,7 +14,7 @@ from studio.toyworld.vocab import (
     TRAIN_PATTERNS,
     TRAIN_SHAPES,
 )
-from studio.toyworld.world import render, render_seed, sample_scene
+from toyworld.world import render, render_seed, sample_scene
 
 
 def test_same_seed_same_render_and_truth():
@@ -101,7 +101,7 @@ def test_captions_parse_back_to_the_scene(seed):
 
 
 def test_render_of_explicit_scene_places_object_where_asked():
-    from studio.toyworld.world import Background, SceneSpec, make_object
+    from toyworld.world import Background, SceneSpec, make_object
 
     r = render(SceneSpec((make_object("square", "red", position="at the top left"),), Background("plain", "gray")))
     ys, xs = np.nonzero(r.objects[0].mask)

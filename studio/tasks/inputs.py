@@ -27,8 +27,8 @@ def image_and_mask(
 ) -> tuple[Image.Image, torch.Tensor]:
     """The image and its foreground mask [H, W]: the user's, else derived automatically.
 
-    Automatic masks: the toyworld detector's largest object for the toyworld model (its scenes are
-    exactly what the detector reads), otherwise the concept word's cross-attention map.
+    Automatic masks: the mask provider of the model's family when one serves the model (studio/providers.py),
+    otherwise the concept word's cross-attention map.
     """
     image = open_image(image_path)
     if mask_path:
@@ -37,17 +37,18 @@ def image_and_mask(
 
 
 def auto_mask(image: Image.Image, *, backbone: Backbone, model: str, caption: str, concept: str | None, name: str):
-    import torch
+    from studio.providers import provided_mask
 
-    if model == "toyworld":
-        from studio.toyworld.detector import detect
-
-        objects = detect(image).objects
-        if not objects:
+    provided = provided_mask(image, model=model, backbone=backbone)
+    if provided is not None:
+        if not bool(provided.any()):
             raise MaskError(f"{name}: no object found to mask automatically; give a mask")
-        return torch.from_numpy(objects[0].mask.astype("float32"))
+        return provided
     if not concept:
-        raise InputError(f"{name}: give a mask, or a concept word whose attention can make one")
+        raise InputError(
+            f"{name}: give a mask, or a concept word whose attention can make one"
+            f" (no automatic-mask provider serves the model {model!r})"
+        )
     from pipelines.concept_masks import concept_masks
 
     text = caption if concept in caption else f"{caption} {concept}".strip()

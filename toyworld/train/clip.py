@@ -8,7 +8,8 @@ import numpy as np
 import torch
 from transformers import CLIPModel, CLIPTokenizer
 
-from .data import SceneSet, to_clip_input
+from ..metrics.clip_scores import to_clip_input
+from .data import SceneSet
 
 
 def train_clip(model: CLIPModel, tokenizer: CLIPTokenizer, data: SceneSet, *, steps: int, batch: int,

@@ -23,11 +23,11 @@ import numpy as np
 import torch
 from PIL import Image
 
-from studio.metrics.concepts import concept_present
-from studio.toyworld import toyworld_path
-from studio.toyworld.detector import detect
-from studio.toyworld.vocab import ALL_PATTERNS, ALL_SHAPES, HELD_OUT_PATTERNS, HELD_OUT_SHAPES
-from studio.toyworld.world import Background, SceneSpec, make_object, render
+from . import toyworld_path
+from .detector import detect
+from .metrics.concepts import concept_present
+from .vocab import ALL_PATTERNS, ALL_SHAPES, HELD_OUT_PATTERNS, HELD_OUT_SHAPES
+from .world import Background, SceneSpec, make_object, render
 
 
 @dataclass(frozen=True)

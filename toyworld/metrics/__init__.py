@@ -1,4 +1,4 @@
-"""The studio's quality metrics: the gate every method is measured against on toyworld.
+"""Toyworld's measurements: the quality gate every method is measured against on the bundled model.
 
 - attribute accuracy: what a toyworld prompt asks for versus what the detector finds;
 - concept present: a detected object matches a reference object's colour, shape and pattern;

@@ -21,9 +21,9 @@ import torch
 from torch import nn
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .captions import parse_caption
+from ..captions import parse_caption
+from ..vocab import ALL_PATTERNS, ALL_SHAPES, BACKGROUND_COLORS, BACKGROUND_KINDS, COLORS, POSITIONS
 from .data import SceneSet
-from .vocab import ALL_PATTERNS, ALL_SHAPES, BACKGROUND_COLORS, BACKGROUND_KINDS, COLORS, POSITIONS
 
 MAX_OBJECTS = 3
 SIZE_WORDS = ("small", "medium", "large")

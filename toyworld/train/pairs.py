@@ -1,6 +1,6 @@
 """Last stage: appearance pairs, trained with joint self-attention, so self-attention carries object appearance.
 
-    python -m studio.toyworld.train_pairs --base assets/toyworld --out NEW --threads 2
+    python -m toyworld.train.pairs --base assets/toyworld --out NEW --threads 2
 
 Why this stage exists: the appearance methods (mutual self-attention, VisCtrl, FreeCustom's MRSA) work on
 SD because SD's self-attention is content-based: a query on an object finds the keys of a similar object in
@@ -54,13 +54,13 @@ from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 from transformers import CLIPTextModel, CLIPTokenizer
 
-from .captions import background_phrase, caption, join_objects, object_phrase
+from ..captions import background_phrase, caption, join_objects, object_phrase
+from ..vocab import COLORS, POSITIONS, TRAIN_PATTERNS, TRAIN_SHAPES
+from ..world import ObjectSpec, SceneSpec, make_object, render, sample_background, sample_scene
 from .export import save_component_atomically
 from .run_log import RunLog, args_record
-from .train_unet import MIN_SNR_GAMMA, draw_timesteps, draw_training_noise, encode_text
-from .train_vae import encode_images
-from .vocab import COLORS, POSITIONS, TRAIN_PATTERNS, TRAIN_SHAPES
-from .world import ObjectSpec, SceneSpec, make_object, render, sample_background, sample_scene
+from .unet import MIN_SNR_GAMMA, draw_timesteps, draw_training_noise, encode_text
+from .vae import encode_images
 
 SAME_SHAPE = 0.5  # share of targets that keep the source object's shape
 SAME_BACKGROUND = 0.5  # share of targets on the source's background (then the caption leaves it unsaid)

@@ -5,7 +5,7 @@ UNet training starts; the decoder can keep improving without invalidating the UN
 are independent given the frozen encoder (separate seeds), so they can run one after the other or, on
 a machine with idle cores, side by side:
 
-    python -m studio.toyworld.train_decoder --model assets/toyworld --overwrite --minutes 60
+    python -m toyworld.train.decoder --model assets/toyworld --overwrite --minutes 60
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from diffusers import AutoencoderKL
 
 from .data import SceneSet, build_scene_set, to_unit_range
 from .export import save_component_atomically
-from .train_vae import OBJECT_WEIGHT, reconstruction_psnr
+from .vae import OBJECT_WEIGHT, reconstruction_psnr
 
 
 def train_decoder(vae: AutoencoderKL, data: SceneSet, *, steps: int, batch: int, lr: float, seed: int,

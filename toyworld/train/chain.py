@@ -1,13 +1,13 @@
 """Reproducible trainer for the bundled toyworld model: CLIP -> VAE -> UNet, then the diffusers layout.
 
-    python -m studio.toyworld.train --out assets/toyworld --overwrite
+    python -m toyworld.train --out assets/toyworld --overwrite
 
 Stages: CLIP (contrastive) -> VAE (joint) -> conditioning text tower (CLIP's text tower taught to carry
-every caption attribute, see train_text_tower.py) -> UNet (on the frozen encoder's latents and the frozen
+every caption attribute, see text_tower.py) -> UNet (on the frozen encoder's latents and the frozen
 text tower; clip/ keeps the contrastive CLIP) -> VAE decoder fine-tune (encoder frozen, so the UNet's latent
-space is unchanged; see train_decoder.py). The bundled model then takes one more stage, run on the finished
-model: `python -m studio.toyworld.train_pairs --base OUT --out FINAL` fine-tunes the UNet on appearance
-pairs with joint self-attention, so that self-attention carries object appearance (see train_pairs.py).
+space is unchanged; see decoder.py). The bundled model then takes one more stage, run on the finished
+model: `python -m toyworld.train.pairs --base OUT --out FINAL` fine-tunes the UNet on appearance
+pairs with joint self-attention, so that self-attention carries object appearance (see pairs.py).
 
 The text tower stays frozen during the UNet stage by default (--text-lr 0). Fine-tuning it with the UNet's
 loss (--text-lr 1e-4) shrank the position signal the text stage had put in it (hidden-state distance
@@ -34,20 +34,21 @@ import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPModel
 
+from .clip import train_clip
 from .data import build_scene_set
+from .decoder import train_decoder
 from .export import save_component_atomically, save_pipeline, split_clip
 from .models import build_clip, build_unet, build_vae
 from .run_log import RunLog, args_record
-from .tokenizer_build import write_tokenizer_files
-from .train_clip import train_clip
-from .train_decoder import train_decoder
-from .train_text_tower import train_text_tower
-from .train_unet import train_unet
-from .train_vae import encode_all, reconstruction_psnr, train_vae
+from .text_tower import train_text_tower
+from .tokenizer import write_tokenizer_files
+from .unet import train_unet
+from .vae import encode_all, reconstruction_psnr, train_vae
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(prog="python -m toyworld.train", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, default=Path("assets/toyworld"))
     p.add_argument("--overwrite", action="store_true", help="allow replacing an existing model in --out")
     p.add_argument("--seed", type=int, default=0)

@@ -6,7 +6,7 @@ TRAIN_PATTERNS, so none of these is ever rendered for training. For each concept
 renders (varied position, size, background) with masks, and 3 renders of the concept in context (next
 to another object) for multi-reference methods.
 
-    python -m studio.toyworld.concepts --out assets/toyworld/concepts
+    python -m toyworld.concepts --out assets/toyworld/concepts
 """
 
 from __future__ import annotations
@@ -100,7 +100,7 @@ def write_concept_assets(out_dir: Path, seed: int = 1234) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[2] / "assets/toyworld/concepts")
+    p.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "assets/toyworld/concepts")
     p.add_argument("--seed", type=int, default=1234)
     args = p.parse_args(argv)
     for folder in write_concept_assets(args.out, args.seed):

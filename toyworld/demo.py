@@ -1,8 +1,8 @@
 """The toyworld demo: a small grid of prompts, rendered, scored by the detector.
 
-`make demo` (owned by the lead) calls `run_demo(out_dir, render)`; it writes one PNG per prompt and a
-grid, and returns the prompts, images and the measured attribute accuracy. Metadata embedding is the
-caller's job (studio's metadata module).
+`run_demo(out_dir, render)` writes one PNG per prompt and a grid, and returns the prompts, images and
+the measured attribute accuracy. `make demo` runs it as `python -m toyworld.demo OUT_DIR`, after the
+studio's own generate-and-invert demo.
 """
 
 from __future__ import annotations
@@ -63,23 +63,33 @@ def run_demo(out_dir: Path, render: Render, prompts: tuple[str, ...] = DEMO_PROM
     return DemoSummary(list(prompts), seeds, report.images, paths, grid_path, report.accuracy())
 
 
-def main() -> None:
-    """`python -m studio.toyworld.demo [OUT_DIR]`: the demo on the bundled model, offline."""
+def main(argv: list[str] | None = None) -> int:
+    """`python -m toyworld.demo [OUT_DIR]`: the demo grid on the bundled model, offline, 25 DDIM steps.
+
+    Each image is rendered alone through the studio's own generation loop (`pipelines.generate`), so the
+    grid shows what `studio generate --seed S` makes for the same prompt.
+    """
     import os
     import sys
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as transformers_logging
+
     from . import load_toyworld_pipeline
     from .render import PipelineRenderer
 
-    out = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("outputs/toyworld_demo")
-    pipe = load_toyworld_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    summary = run_demo(out, PipelineRenderer(pipe))
-    for prompt, path in zip(summary.prompts, summary.paths, strict=True):
-        print(f"{path}: {prompt}")
+    diffusers_logging.disable_progress_bar()  # the demo prints its own two lines
+    transformers_logging.disable_progress_bar()
+
+    args = sys.argv[1:] if argv is None else argv
+    out = Path(args[0]) if args else Path("outputs/demo/toyworld")
+    renderer = PipelineRenderer(load_toyworld_pipeline(), engine="studio")
+    summary = run_demo(out, lambda prompt, seed: renderer(prompt, seed))
+    print(f"toyworld grid: {summary.grid_path}")
     print("attribute accuracy: " + ", ".join(f"{k} {v:.0%}" for k, v in summary.accuracy.items()))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -17,7 +17,7 @@ from pathlib import Path
 from transformers import CLIPTokenizer
 from transformers.convert_slow_tokenizer import bytes_to_unicode  # CLIP's byte -> unicode table
 
-from .vocab import GRAMMAR_WORDS
+from ..vocab import GRAMMAR_WORDS
 
 BOS = "<|startoftext|>"
 EOS = "<|endoftext|>"

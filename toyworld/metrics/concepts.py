@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from studio.toyworld.detector import Detection, detect
-from studio.toyworld.vocab import ALL_PATTERNS, ALL_SHAPES
+from ..detector import Detection, detect
+from ..vocab import ALL_PATTERNS, ALL_SHAPES
 
 
 def _matches(d: Detection, shape: str, color: str, pattern: str, color2: str | None) -> bool:

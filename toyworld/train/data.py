@@ -12,11 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .captions import caption
-from .world import SceneSpec, render, sample_scene
-
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+from ..captions import caption
+from ..world import SceneSpec, render, sample_scene
 
 
 @dataclass(frozen=True)
@@ -49,10 +46,3 @@ def to_unit_range(images: np.ndarray) -> torch.Tensor:
     """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [-1, 1], the VAE's input range."""
     return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
-
-def to_clip_input(images: np.ndarray) -> torch.Tensor:
-    """uint8 (B, H, W, 3) -> CLIP-normalised float (B, 3, H, W), as CLIPImageProcessor does at 64x64."""
-    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
-    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    return (x - mean) / std

@@ -10,8 +10,8 @@ from __future__ import annotations
 from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
 from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPTextConfig, CLIPVisionConfig
 
-from .tokenizer_build import MAX_LENGTH
-from .vocab import IMAGE_SIZE
+from ..vocab import IMAGE_SIZE
+from .tokenizer import MAX_LENGTH
 
 TEXT_HIDDEN = 128
 PROJECTION_DIM = 128

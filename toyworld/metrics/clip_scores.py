@@ -7,14 +7,34 @@ mean/std). Scores are plain cosines in [-1, 1]; comparisons only make sense unde
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-from studio.toyworld.data import to_clip_input
-from studio.toyworld.detector import as_array
+from ..detector import as_array
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def to_clip_input(images: np.ndarray) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> CLIP-normalised float (B, 3, H, W), as CLIPImageProcessor does at 64x64."""
+    x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def load_toy_clip(model_folder: str | os.PathLike[str]):
+    """The full toy-CLIP (`CLIPModel`: both towers and projections) kept in the model folder's `clip/`."""
+    from transformers import CLIPModel
+
+    folder = Path(model_folder) / "clip"
+    return CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True).eval()
 
 
 def _pixels(images: Sequence[np.ndarray | Image.Image]) -> torch.Tensor:

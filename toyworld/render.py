@@ -49,11 +49,9 @@ def clip_t_scorer(model_path: Path):
     """A scorer (images, prompts) -> toy CLIP-T cosines, using the bundled full toy-CLIP."""
     from transformers import CLIPTokenizer
 
-    from studio.metrics.clip_scores import clip_t
+    from .metrics.clip_scores import clip_t, load_toy_clip
 
-    from .loader import load_clip
-
-    clip = load_clip(model_path)
+    clip = load_toy_clip(model_path)
     tokenizer = CLIPTokenizer.from_pretrained(str(Path(model_path) / "tokenizer"))
 
     def score(images, prompts):

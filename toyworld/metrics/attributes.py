@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from itertools import permutations
 
-from studio.toyworld.captions import ObjectQuery, parse_caption
-from studio.toyworld.detector import Detection, SceneDetection
+from ..captions import ObjectQuery, parse_caption
+from ..detector import Detection, SceneDetection
 
 ATTRIBUTES = ("color", "shape", "pattern", "size", "position")
 

@@ -13,10 +13,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
-from studio.metrics.attributes import AttributeTally
-
 from .captions import background_phrase, join_objects, object_phrase
 from .detector import build_templates, detect
+from .metrics.attributes import AttributeTally
 from .world import Background, sample_scene
 
 Render = Callable[[str, int], Image.Image]
