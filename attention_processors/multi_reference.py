@@ -15,8 +15,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors.control import AttentionCall, AttentionGroup, Control, take_rows
@@ -26,11 +28,26 @@ from attention_processors.sites import Site
 from attention_processors.state import StepState
 
 
+@dataclass(frozen=True)
+class FreeCustomSettings:
+    """FreeCustom's MRSA settings with their defaults, stated once (control, pipeline and studio read them)."""
+
+    # The official code adds w = 3 to the logits of each reference's foreground keys.
+    mask_weight: Annotated[float, Interval(ge=0.0, le=100.0), doc("Mask weight w added to the concept's logits.")] = 3.0
+    # ControlNet reference-only's default, which FreeCustom keeps: the unconditional half stays plain.
+    style_fidelity: Annotated[
+        float, Interval(ge=0.0, le=1.0), doc("1: the unconditional half stays plain (official); lower mixes MRSA in.")
+    ] = 1.0
+
+
+FREECUSTOM = FreeCustomSettings()
+
+
 @dataclass
 class MultiReferenceSelfAttention(Control):
     masks: Sequence[Tensor]  # one [H0, W0] concept mask per reference (any size; resampled per site)
-    weights: Sequence[float] | float = 3.0  # FreeCustom's default mask weight w
-    style_fidelity: float = 1.0
+    weights: Sequence[float] | float = FREECUSTOM.mask_weight
+    style_fidelity: float = FREECUSTOM.style_fidelity
     steps: StepWindow = field(default_factory=StepWindow)  # all steps
     sites: SiteFilter = field(default_factory=decoder_self_attention)
     target_role: str = "target"

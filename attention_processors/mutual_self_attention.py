@@ -15,8 +15,10 @@ VisCtrl uses the same control with its own sites, steps and roles (see `visctrl.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors.control import AttentionCall, AttentionGroup, Control, take_rows
@@ -24,6 +26,26 @@ from attention_processors.masks import TokenMaskCache
 from attention_processors.selection import SiteFilter, StepWindow, decoder_self_attention
 from attention_processors.sites import Site
 from attention_processors.state import StepState
+
+
+@dataclass(frozen=True)
+class MasaCtrlSettings:
+    """MasaCtrl's settings with their defaults, stated once: the control, the pipeline and the studio read them.
+
+    Each field's `Interval` is its valid range and its `doc` the help a user sees.
+    """
+
+    # The paper starts mutual self-attention at step 4 of 50 (its S = 4): the target's layout forms from its
+    # own prompt first, then it takes the source's appearance.
+    start: Annotated[float, Interval(ge=0.0, le=1.0), doc("First controlled step, as a fraction of the schedule.")] = (
+        4 / 50
+    )
+    # The paper controls decoder blocks 10-15 of SD1.5: the two highest of its three attention resolutions
+    # (SDXL's decoder has two, so 3 is the most any backbone supports).
+    levels: Annotated[int, Interval(ge=1, le=3), doc("Decoder resolutions controlled, highest first.")] = 2
+
+
+MASACTRL = MasaCtrlSettings()
 
 
 @dataclass
@@ -43,8 +65,8 @@ class MaskPair:
 
 @dataclass
 class MutualSelfAttention(Control):
-    steps: StepWindow = field(default_factory=lambda: StepWindow(4 / 50, 1.0))
-    sites: SiteFilter = field(default_factory=decoder_self_attention)
+    steps: StepWindow = field(default_factory=lambda: StepWindow(MASACTRL.start, 1.0))
+    sites: SiteFilter = field(default_factory=lambda: decoder_self_attention(MASACTRL.levels))
     source_role: str = "source"
     target_role: str = "target"
     halves: tuple[str, ...] = ("uncond", "cond")  # MasaCtrl controls both CFG halves, each from its own half

@@ -20,12 +20,31 @@ which is what makes the views consistent with each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 
 from attention_processors.control import AttentionCall, AttentionGroup, take_rows
 from attention_processors.mutual_self_attention import MutualSelfAttention
 from attention_processors.selection import SiteFilter, StepWindow
+
+
+@dataclass(frozen=True)
+class VisCtrlSettings:
+    """VisCtrl's attention settings with their defaults, stated once (control, pipeline and studio read them)."""
+
+    # The official code controls from step 2 of 10 on the first pass and step 1 of 5 on later ones: 20%.
+    start: Annotated[float, Interval(ge=0.0, le=1.0), doc("First controlled step, fraction of the schedule.")] = 0.2
+    # Our Feature Gradual Sampling design (the paper gives no value): earlier views and the reference weigh alike.
+    alpha: Annotated[float, Interval(ge=0.0, le=1.0), doc("Feature Gradual Sampling weight of earlier views.")] = 0.5
+    # Half of each earlier view's tokens per site and step: enough to pull views together, half the cost.
+    sample_fraction: Annotated[
+        float, Interval(gt=0.0, le=1.0), doc("Share of each earlier view's tokens sampled per site and step.")
+    ] = 0.5
+
+
+VISCTRL = VisCtrlSettings()
 
 
 def visctrl_sites() -> SiteFilter:
@@ -33,7 +52,7 @@ def visctrl_sites() -> SiteFilter:
     return SiteFilter(kind="self", min_order=1)
 
 
-def visctrl_control(start: float = 0.2) -> MutualSelfAttention:
+def visctrl_control(start: float = VISCTRL.start) -> MutualSelfAttention:
     """The edited target ('target') queries the reference inversion row ('reference') in both halves."""
     return MutualSelfAttention(
         steps=StepWindow(start, 1.0), sites=visctrl_sites(), source_role="reference", target_role="target"
@@ -42,10 +61,10 @@ def visctrl_control(start: float = 0.2) -> MutualSelfAttention:
 
 @dataclass
 class FeatureGradualSampling(MutualSelfAttention):
-    alpha: float = 0.5  # weight of the already-edited views against the reference
-    sample_fraction: float = 0.5  # share of each earlier view's tokens sampled per site and step
+    alpha: float = VISCTRL.alpha  # weight of the already-edited views against the reference
+    sample_fraction: float = VISCTRL.sample_fraction  # share of each earlier view's tokens sampled per site and step
     seed: int = 0
-    steps: StepWindow = field(default_factory=lambda: StepWindow(0.2, 1.0))
+    steps: StepWindow = field(default_factory=lambda: StepWindow(VISCTRL.start, 1.0))
     sites: SiteFilter = field(default_factory=visctrl_sites)
     source_role: str = "reference"
     target_role: str = "target"

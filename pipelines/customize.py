@@ -12,18 +12,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import PIL.Image
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
-from attention_processors.multi_reference import MultiReferenceSelfAttention
+from attention_processors.multi_reference import FREECUSTOM, MultiReferenceSelfAttention
 from attention_processors.selection import decoder_self_attention
 from pipelines._denoise import Generators, as_list, denoise, draw_noise, negatives_for
 from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.events import CancelToken, StepCallback
 from pipelines.outputs import GenerationOutput
+
+
+@dataclass(frozen=True)
+class FreeCustomRunSettings:
+    """FreeCustom's schedule defaults, stated once; the attention's own are `FREECUSTOM`."""
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 50  # the official 50 DDIM steps
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale.")] = 7.5  # the official CFG 7.5
+    # Any fixed seed works; 0 makes the references' re-noising reproducible by default.
+    reference_seed: Annotated[
+        int, Interval(ge=0, le=2**63 - 1), doc("Seed of the fresh noise that re-noises the references each step.")
+    ] = 0
+
+
+FREECUSTOM_RUN = FreeCustomRunSettings()
 
 
 @dataclass(frozen=True)
@@ -58,15 +75,15 @@ def freecustom(
     prompt: str | Sequence[str],
     references: Sequence[Reference],
     *,
-    mask_weights: float | Sequence[float] = 3.0,
-    style_fidelity: float = 1.0,
+    mask_weights: float | Sequence[float] = FREECUSTOM.mask_weight,
+    style_fidelity: float = FREECUSTOM.style_fidelity,
     negative_prompt: str | Sequence[str] | None = None,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
+    num_inference_steps: int = FREECUSTOM_RUN.steps,
+    guidance_scale: float = FREECUSTOM_RUN.guidance,
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,
-    reference_seed: int = 0,
+    reference_seed: int = FREECUSTOM_RUN.reference_seed,
     steps: StepWindow | None = None,
     sites: SiteFilter | None = None,
     controls: Sequence[Control] = (),

@@ -10,18 +10,35 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import PIL.Image
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
-from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
+from attention_processors.mutual_self_attention import MASACTRL, MaskPair, MutualSelfAttention
 from attention_processors.selection import decoder_self_attention
 from pipelines._denoise import Generators, as_list, denoise, draw_noise
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
+
+
+@dataclass(frozen=True)
+class MutualSettings:
+    """The mutual-edit schedule's defaults (MasaCtrl's), stated once; the control's own are `MASACTRL`."""
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 50  # the paper's 50 DDIM steps
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale.")] = 7.5  # the paper's CFG 7.5
+    # Real sources are inverted without CFG, the usual choice: DDIM inversion drifts more under guidance.
+    inversion_guidance: Annotated[
+        float, Interval(ge=0.0, le=100.0), doc("CFG scale while inverting a real source (1: none).")
+    ] = 1.0
+
+
+MUTUAL = MutualSettings()
 
 
 @dataclass(frozen=True)
@@ -39,13 +56,13 @@ def mutual_edit(
     source_prompt: str = "",
     source_image: PIL.Image.Image | None = None,
     masks: MaskPair | None = None,
-    start: float = 4 / 50,
-    levels: int = 2,
+    start: float = MASACTRL.start,
+    levels: int = MASACTRL.levels,
     sites: SiteFilter | None = None,
     negative_prompt: str | None = None,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
-    inversion_guidance_scale: float = 1.0,
+    num_inference_steps: int = MUTUAL.steps,
+    guidance_scale: float = MUTUAL.guidance,
+    inversion_guidance_scale: float = MUTUAL.inversion_guidance,
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,

@@ -8,14 +8,29 @@ same loop with a partly forced batch is what real-image editing methods run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 
 from attention_processors import BatchLayout, Control
 from pipelines._denoise import as_list, denoise, negatives_for
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.outputs import GenerationOutput, Inversion
+
+
+@dataclass(frozen=True)
+class ReconstructSettings:
+    """Invert-then-reconstruct defaults, stated once (this pipeline and the studio's invert task read them)."""
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 25  # as plain generation
+    # No CFG: DDIM inversion is closest to exact without it, so the round trip measures the model itself.
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale for inversion.")] = 1.0
+
+
+RECONSTRUCT = ReconstructSettings()
 
 
 @torch.no_grad()
@@ -25,7 +40,7 @@ def reconstruct(
     prompt: str | Sequence[str] = "",
     *,
     negative_prompt: str | Sequence[str] | None = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float = RECONSTRUCT.guidance,
     teacher_forcing: bool = False,
     controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,

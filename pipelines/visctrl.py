@@ -18,13 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import PIL.Image
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, StepWindow
-from attention_processors.visctrl import FeatureGradualSampling
+from attention_processors.visctrl import VISCTRL, FeatureGradualSampling
 from pipelines._denoise import denoise
 from pipelines.backbone import Backbone
 from pipelines.canvas import object_canvas, whole_image_canvas
@@ -40,8 +42,22 @@ class VisCtrlPass:
     start: float  # first controlled step as a fraction of the schedule
 
 
-FIRST_PASS = VisCtrlPass(10, 6.0, 0.2)  # official: 10 DDIM steps, CFG 6, control from step 2
-LATER_PASS = VisCtrlPass(5, 4.0, 0.2)  # official: 5 DDIM steps, CFG 4, control from step 1
+FIRST_PASS = VisCtrlPass(10, 6.0, VISCTRL.start)  # official: 10 DDIM steps, CFG 6, control from step 2
+LATER_PASS = VisCtrlPass(5, 4.0, VISCTRL.start)  # official: 5 DDIM steps, CFG 4, control from step 1
+
+
+@dataclass(frozen=True)
+class VisCtrlRunSettings:
+    """VisCtrl's pipeline defaults besides the passes' schedules, stated once (the studio's task reads them)."""
+
+    # One pass is single-image VisCtrl; each further pass re-edits the last output (the paper shows 1-5).
+    passes: Annotated[int, Interval(ge=1, le=20), doc("View iterations (each edits the last).")] = 1
+    crop: Annotated[bool, doc("Edit a square crop around the mask (official), not the whole square image.")] = True
+    # Context around the object in the crop, as a share of its size (the official crop keeps some margin).
+    margin: Annotated[float, Interval(ge=0.0, le=4.0), doc("Crop margin around the object.")] = 0.15
+
+
+VISCTRL_RUN = VisCtrlRunSettings()
 
 
 @dataclass(frozen=True)
@@ -59,13 +75,13 @@ def visctrl(
     *,
     reference_prompt: str = "",
     target_prompt: str = "",
-    passes: int = 1,
+    passes: int = VISCTRL_RUN.passes,
     first_pass: VisCtrlPass = FIRST_PASS,
     later_passes: VisCtrlPass = LATER_PASS,
-    alpha: float = 0.5,
-    sample_fraction: float = 0.5,
-    crop: bool = True,
-    margin: float = 0.15,
+    alpha: float = VISCTRL.alpha,
+    sample_fraction: float = VISCTRL.sample_fraction,
+    crop: bool = VISCTRL_RUN.crop,
+    margin: float = VISCTRL_RUN.margin,
     size: int | None = None,
     controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,

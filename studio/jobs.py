@@ -1,141 +1,158 @@
-"""The job spec: one typed, versioned description of a studio run.
+"""The job spec: one typed, versioned description of a studio run (a pydantic model).
 
 Why: the CLI, the UI, batch manifests and the metadata embedded in every output all describe a run the
-same way, so an output can be read back into the exact job that made it and re-run. The JSON schema is
-generated from the same field declarations the validator enforces, so the two cannot drift.
+same way, so an output can be read back into the exact job that made it and re-run. The job's own fields
+are checked here; what depends on the task (its options, whether it needs an image, the extra controls'
+kinds and options) is checked against the task declarations in a `Registry` (the default one unless the
+validation context names another), so the JSON Schema and the validator come from the same declarations.
 
-Version policy: `SCHEMA_VERSION` goes up when a field changes meaning or a required field is added. A
-newer version than we understand is refused with an "upgrade" message rather than half-understood.
+A job has one primary task, whose options sit under `options.<task>`, and a list of extra `controls`
+(each a `kind` and its `options`) that the runner adds to the task's pipeline call, so methods compose in
+a job as they do in Python.
+
+Version policy: `SCHEMA_VERSION` goes up when a field changes meaning or a field is added. Version 1 (no
+`controls`) is read as version 2 with no extra controls. A newer version than we understand is refused
+with an "upgrade" message rather than half-understood.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    PrivateAttr,
+    Strict,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+
+from studio.declarations import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
+from studio.registry import Registry, default_registry
+from studio.safe_json import JsonError, parse_json
+from studio.validation import one_line
 
-SCHEMA_VERSION = 1
-# Tasks this version of the studio can run. Method tasks ("visctrl", "freecustom", ...) join as they land.
-TASKS: tuple[str, ...] = ("generate", "invert", "mutual", "visctrl", "freecustom")
-MAX_TEXT = 20_000
+SCHEMA_VERSION = 2
 MAX_SEED = 2**64 - 1  # the range torch.Generator.manual_seed accepts
 REQUIRED: tuple[str, ...] = ("version", "task", "model")
 
-
-def _spec(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"schema": schema, "description": description}
+Size = Annotated[StrictInt | None, Field(ge=8, le=8192, multiple_of=8)]
 
 
-@dataclass(frozen=True)
-class Job:
+class ControlSpec(BaseModel):
+    """One extra control of a job: its kind (a declared control) and that control's options."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: StrictStr = Field(description="The control's kind, e.g. 'uniform'.")
+    options: dict[str, JsonValue] = Field(default_factory=dict, description="The control's options.")
+
+
+class Job(BaseModel):
     """One run. `None` for seed/size means "choose": the runner records the value it chose in its result."""
 
-    task: str = field(default="generate", metadata=_spec({"type": "string", "enum": list(TASKS)}, "What to run."))
-    model: str = field(
-        default="toyworld",
-        metadata=_spec(
-            {"type": "string", "minLength": 1, "maxLength": 4096},
-            "Model reference: 'toyworld', a hub id, a local diffusers folder or a .safetensors checkpoint.",
-        ),
-    )
-    prompt: str = field(default="", metadata=_spec({"type": "string", "maxLength": MAX_TEXT}, "Text prompt."))
-    negative_prompt: str = field(
-        default="", metadata=_spec({"type": "string", "maxLength": MAX_TEXT}, "Negative prompt (used with CFG).")
-    )
-    seed: int | None = field(
-        default=None,
-        metadata=_spec({"type": ["integer", "null"], "minimum": 0, "maximum": MAX_SEED}, "Noise seed; null = random."),
-    )
-    steps: int = field(default=25, metadata=_spec({"type": "integer", "minimum": 1, "maximum": 1000}, "DDIM steps."))
-    guidance: float = field(
-        default=5.0,
-        metadata=_spec({"type": "number", "minimum": 0, "maximum": 100}, "Classifier-free guidance scale."),
-    )
-    width: int | None = field(
-        default=None,
-        metadata=_spec(
-            {"type": ["integer", "null"], "minimum": 8, "maximum": 8192, "multipleOf": 8},
-            "Output width in pixels; null = the model's default (invert: the input's size).",
-        ),
-    )
-    height: int | None = field(
-        default=None,
-        metadata=_spec(
-            {"type": ["integer", "null"], "minimum": 8, "maximum": 8192, "multipleOf": 8},
-            "Output height in pixels; null = the model's default (invert: the input's size).",
-        ),
-    )
-    image: str | None = field(
-        default=None,
-        metadata=_spec(
-            {"type": ["string", "null"], "maxLength": 4096},
-            "Input image path (invert, visctrl target, mutual real source).",
-        ),
-    )
-    options: dict[str, Any] = field(
-        default_factory=dict,
-        metadata=_spec({"type": "object"}, "Method options, keyed by method name (reserved for later tasks)."),
-    )
-    version: int = field(
-        default=SCHEMA_VERSION,
-        metadata=_spec({"type": "integer", "const": SCHEMA_VERSION}, "Job spec schema version."),
-    )
+    model_config = ConfigDict(extra="forbid", frozen=True, title="Diffusion Studio job")
 
-    def __post_init__(self) -> None:
-        for spec_field in dataclasses.fields(self):
-            _check_value(spec_field.name, getattr(self, spec_field.name), spec_field.metadata["schema"])
-        try:
-            json.dumps(self.options, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise JobSpecError(f"invalid job: options must be plain JSON ({exc})") from exc
-        if self.task in ("invert", "visctrl") and not self.image:
-            raise JobSpecError(f"invalid job: the {self.task} task needs an input image")
-        if self.task in ("generate", "freecustom") and self.image is not None:
-            raise JobSpecError(f"invalid job: the {self.task} task takes no input image")
+    task: StrictStr = Field("generate", description="What to run.")
+    model: StrictStr = Field(
+        "toyworld",
+        min_length=1,
+        max_length=MAX_PATH,
+        description="Model reference: 'toyworld', a hub id, a local diffusers folder or a .safetensors checkpoint.",
+    )
+    prompt: StrictStr = Field("", max_length=MAX_TEXT, description="Text prompt.")
+    negative_prompt: StrictStr = Field("", max_length=MAX_TEXT, description="Negative prompt (used with CFG).")
+    seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED, description="Noise seed; null = random.")
+    steps: StrictInt = Field(25, ge=1, le=1000, description="DDIM steps.")
+    guidance: Annotated[float, Strict()] = Field(
+        5.0, ge=0, le=100, allow_inf_nan=False, description="Classifier-free guidance scale."
+    )
+    width: Size = Field(None, description="Output width in pixels; null = the model's default (invert: the input's).")
+    height: Size = Field(None, description="Output height in pixels; null = the model's default (invert: the input's).")
+    image: StrictStr | None = Field(
+        None, max_length=MAX_PATH, description="Input image path (invert, visctrl target, mutual real source)."
+    )
+    options: dict[str, JsonValue] = Field(
+        default_factory=dict, description="The primary task's options, under the task's name."
+    )
+    controls: tuple[ControlSpec, ...] = Field((), description="Extra controls added to the task's pipeline call.")
+    version: Literal[2] = Field(SCHEMA_VERSION, description="Job spec schema version.")
+
+    _registry: Registry = PrivateAttr(default_factory=default_registry)
+
+    def __init__(self, **data: Any) -> None:
+        """Build and validate a job against the default registry; a bad value is one `JobSpecError` line."""
+        _validate(self.__class__, data, None, into=self)
+
+    @model_validator(mode="after")
+    def _check_against_registry(self, info: ValidationInfo) -> Job:
+        registry = (info.context or {}).get("registry") or default_registry()
+        self._registry = registry
+        registry.check(self)
+        return self
+
+    @property
+    def registry(self) -> Registry:
+        """The registry this job was validated against (its task and controls are declared there)."""
+        return self._registry
 
     def replace(self, **changes: Any) -> Job:
-        """A copy with some fields changed, validated again."""
-        return dataclasses.replace(self, **changes)
+        """A copy with some fields changed, validated again against the same registry."""
+        return _validate(Job, {**self.model_dump(), **changes}, self._registry)
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
+        data = self.model_dump(mode="json")
         return {"version": data.pop("version"), **data}
 
     def to_json(self, *, indent: int | None = 2) -> str:
+        import json
+
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Job:
-        """Build a job from parsed JSON, refusing unknown versions and unknown fields clearly."""
+    def from_dict(cls, data: Mapping[str, Any], registry: Registry | None = None) -> Job:
+        """Build a job from parsed JSON (version 1 or 2), refusing unknown versions and fields clearly."""
         if not isinstance(data, Mapping):
-            raise JobSpecError("invalid job: a job spec must be a JSON object")
+            raise JobSpecError("invalid job: a job must be a JSON object")
         _check_version(data.get("version"))
         missing = [name for name in REQUIRED if name not in data]
         if missing:
             raise JobSpecError(f"invalid job: missing {', '.join(missing)}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
+        unknown = sorted(set(data) - set(cls.model_fields))
         if unknown:
-            raise JobSpecError(
-                f"invalid job: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}"
-            )
-        values = dict(data)
-        if isinstance(values.get("guidance"), int) and not isinstance(values.get("guidance"), bool):
-            values["guidance"] = float(values["guidance"])
-        return cls(**values)
+            known = ", ".join(sorted(cls.model_fields))
+            raise JobSpecError(f"invalid job: unknown field(s) {', '.join(unknown)}; known: {known}")
+        if data["version"] == 1 and "controls" in data:
+            raise JobSpecError("invalid job: 'controls' needs job spec version 2")
+        return _validate(cls, {**data, "version": SCHEMA_VERSION}, registry)
 
     @classmethod
-    def from_json(cls, text: str) -> Job:
+    def from_json(cls, text: str | bytes, registry: Registry | None = None) -> Job:
+        """A job from JSON text (a UTF-8 byte-order mark is fine), size- and depth-limited."""
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise JobSpecError(f"invalid job: not JSON ({exc.msg} at line {exc.lineno})") from exc
-        return cls.from_dict(data)
+            data = parse_json(text, "job")
+        except JsonError as exc:
+            raise JobSpecError(f"invalid job: {str(exc).removeprefix('job: ').replace('not valid JSON', 'not JSON')}")
+        return cls.from_dict(data, registry)
+
+
+def _validate(cls: type[Job], data: Mapping[str, Any], registry: Registry | None, into: Job | None = None) -> Job:
+    context = {"registry": registry} if registry is not None else None
+    try:
+        if into is not None:
+            into.__pydantic_validator__.validate_python(dict(data), self_instance=into, context=context)
+            return into
+        return cls.model_validate(dict(data), context=context)
+    except ValidationError as exc:
+        raise JobSpecError(one_line(exc, cls, "")) from None
 
 
 def _check_version(version: Any) -> None:
@@ -152,56 +169,19 @@ def _check_version(version: Any) -> None:
         raise JobSpecError(f"invalid job: unknown job spec version {version}")
 
 
-def _type_ok(value: Any, kind: str) -> bool:
-    if kind == "null":
-        return value is None
-    if kind == "integer":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    if kind == "string":
-        return isinstance(value, str)
-    if kind == "object":
-        return isinstance(value, dict) and all(isinstance(k, str) for k in value)
-    raise AssertionError(f"schema kind {kind!r} has no checker")
+def tasks(registry: Registry | None = None) -> tuple[str, ...]:
+    """The tasks a job can name."""
+    return tuple((registry or default_registry()).tasks)
 
 
-def _check_value(name: str, value: Any, schema: Mapping[str, Any]) -> None:
-    """Enforce the subset of JSON Schema our fields use: type, enum, const, bounds, multipleOf, lengths."""
-    kinds = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    if not any(_type_ok(value, kind) for kind in kinds):
-        wanted = " or ".join(k for k in kinds)
-        raise JobSpecError(f"invalid job: {name} must be {wanted} (got {value!r})")
-    if value is None:
-        return
-    if "const" in schema and value != schema["const"]:
-        raise JobSpecError(f"invalid job: {name} must be {schema['const']!r} (got {value!r})")
-    if "enum" in schema and value not in schema["enum"]:
-        raise JobSpecError(f"invalid job: unknown {name} {value!r}; expected one of {', '.join(schema['enum'])}")
-    low, high = schema.get("minimum"), schema.get("maximum")
-    if low is not None and high is not None and not (low <= value <= high):
-        raise JobSpecError(f"invalid job: {name} must be between {low} and {high} (got {value!r})")
-    step = schema.get("multipleOf")
-    if step is not None and value % step:
-        raise JobSpecError(f"invalid job: {name} must be a multiple of {step} (got {value!r})")
-    if isinstance(value, str):
-        if len(value) < schema.get("minLength", 0):
-            raise JobSpecError(f"invalid job: {name} must not be empty")
-        if len(value) > schema.get("maxLength", math.inf):
-            raise JobSpecError(f"invalid job: {name} is longer than {schema['maxLength']} characters")
+def json_schema(registry: Registry | None = None) -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) of a job: pydantic's, with each task's and control's options."""
+    from studio.schema import job_schema
+
+    return job_schema(Job, registry or default_registry(), SCHEMA_VERSION)
 
 
-def json_schema() -> dict[str, Any]:
-    """The JSON Schema (draft 2020-12) of a job spec, generated from the fields the validator enforces."""
-    properties = {
-        f.name: {**f.metadata["schema"], "description": f.metadata["description"]} for f in dataclasses.fields(Job)
-    }
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": f"https://diffusion-studio.local/schemas/job-v{SCHEMA_VERSION}.json",
-        "title": "Diffusion Studio job",
-        "type": "object",
-        "properties": {"version": properties.pop("version"), **properties},
-        "required": list(REQUIRED),
-        "additionalProperties": False,
-    }
+def __getattr__(name: str) -> Any:
+    if name == "TASKS":  # read lazily: the registry imports the task modules
+        return tasks()
+    raise AttributeError(name)

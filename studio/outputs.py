@@ -12,7 +12,7 @@ from pathlib import Path
 from studio.errors import InputError
 from studio.images import save_png
 from studio.metadata import png_text_chunks
-from studio.runner import JobResult
+from studio.results import JobResult
 
 
 def default_output_path(result: JobResult, folder: Path = Path("outputs")) -> Path:

@@ -2,52 +2,64 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from studio.errors import JobSpecError
+from pydantic import Field
+
+from attention_processors.multi_reference import FREECUSTOM
+from pipelines.customize import FREECUSTOM_RUN
+from studio.declarations import (
+    MAX_PATH,
+    MAX_TEXT,
+    Flag,
+    ImagePath,
+    JobInputs,
+    MaskPath,
+    Options,
+    Schedule,
+    TaskDeclaration,
+    TaskRun,
+    Zipped,
+    setting,
+)
+from studio.results import JobResult
 from studio.tasks.common import generator, method_errors, seed_of, size_of
-from studio.tasks.inputs import image_and_mask
-from studio.tasks.options import parse_options
 
-if TYPE_CHECKING:
-    from pipelines.backbone import Backbone
-    from studio.jobs import Job
+MAX_REFERENCES = 8  # each reference adds a UNet row and its keys to every MRSA site; memory is checked too
 
 
-@dataclass(frozen=True)
-class ReferenceSpec:
-    image: str
-    caption: str = ""
-    mask: str | None = None
-    concept: str | None = None  # word whose cross-attention makes the mask when none is given
+class ReferenceSpec(Options):
+    """One concept: its image, a caption, and its mask (or a concept word that makes one)."""
+
+    image: Annotated[str, ImagePath(), Flag("--ref")] = Field(
+        max_length=MAX_PATH, description="Reference image (repeatable, one per concept)."
+    )
+    caption: Annotated[str, Flag("--caption")] = Field(
+        "", max_length=MAX_TEXT, description="Caption per --ref (repeatable)."
+    )
+    mask: Annotated[str | None, MaskPath(of="image", label="reference mask"), Flag("--mask")] = Field(
+        None, max_length=MAX_PATH, description="Concept mask per --ref (repeatable)."
+    )
+    concept: Annotated[str | None, Flag("--concept")] = Field(
+        None, max_length=MAX_TEXT, description="Concept word per --ref, for automatic masks."
+    )
 
 
-@dataclass(frozen=True)
-class FreeCustomOptions:
-    references: tuple[ReferenceSpec, ...] = ()
-    mask_weight: float = 3.0
-    style_fidelity: float = 1.0
-    reference_seed: int = 0
+class FreeCustomOptions(Options):
+    references: Annotated[tuple[ReferenceSpec, ...], Zipped(primary="image", item="reference")] = Field(
+        min_length=1, max_length=MAX_REFERENCES, description="The concepts to compose."
+    )
+    mask_weight: Annotated[float, Flag("--weight")] = setting(FREECUSTOM, "mask_weight")
+    style_fidelity: float = setting(FREECUSTOM, "style_fidelity")
+    reference_seed: int = setting(FREECUSTOM_RUN, "reference_seed")
 
 
-def options(job: Job) -> FreeCustomOptions:
-    opts = parse_options(FreeCustomOptions, job.options.get("freecustom"), "freecustom")
-    if not opts.references:
-        raise JobSpecError("invalid job: freecustom needs at least one reference (options.freecustom.references)")
-    return opts
-
-
-def total_steps(job: Job) -> int:
-    return job.steps
-
-
-def run(job: Job, backbone: Backbone, progress, cancel):
+def run(task: TaskRun) -> JobResult:
     from pipelines.customize import Reference, freecustom
     from studio.devices import available_memory_bytes
-    from studio.runner import JobResult
+    from studio.tasks.inputs import image_and_mask
 
-    opts = options(job)
+    job, backbone, opts = task.job, task.backbone, task.options
     seed = seed_of(job)
     height, width = size_of(job, backbone)
     references = []
@@ -77,7 +89,18 @@ def run(job: Job, backbone: Backbone, progress, cancel):
             generator=generator(seed),
             reference_seed=opts.reference_seed,
             max_memory_bytes=available_memory_bytes(backbone.device),
-            on_step=progress,
-            cancel=cancel,
+            controls=task.controls,
+            on_step=task.on_step,
+            cancel=task.cancel,
         )
     return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
+
+
+TASK = TaskDeclaration(
+    name="freecustom",
+    summary="FreeCustom: compose reference concepts with multi-reference self-attention.",
+    options=FreeCustomOptions,
+    run=run,
+    inputs=JobInputs(argument="prompt", argument_help="Prompt composing the concepts."),
+    schedule=Schedule(FREECUSTOM_RUN.steps, FREECUSTOM_RUN.guidance),
+)
