@@ -88,9 +88,14 @@ class Job(BaseModel):
 
     _registry: Registry = PrivateAttr(default_factory=default_registry)
 
-    def __init__(self, **data: Any) -> None:
-        """Build and validate a job against the default registry; a bad value is one `JobSpecError` line."""
-        _validate(self.__class__, data, None, into=self)
+    def __init__(self, /, registry: Registry | None = None, **data: Any) -> None:
+        """Build and validate a job against `registry` (default: the default one); a bad value is one
+        `JobSpecError` line."""
+        context = {"registry": registry} if registry is not None else None
+        try:
+            self.__pydantic_validator__.validate_python(data, self_instance=self, context=context)
+        except ValidationError as exc:
+            raise JobSpecError(one_line(exc, type(self), "")) from None
 
     @model_validator(mode="after")
     def _check_against_registry(self, info: ValidationInfo) -> Job:
@@ -106,7 +111,7 @@ class Job(BaseModel):
 
     def replace(self, **changes: Any) -> Job:
         """A copy with some fields changed, validated again against the same registry."""
-        return _validate(Job, {**self.model_dump(), **changes}, self._registry)
+        return Job(self._registry, **{**self.model_dump(), **changes})
 
     def to_dict(self) -> dict[str, Any]:
         data = self.model_dump(mode="json")
@@ -132,7 +137,7 @@ class Job(BaseModel):
             raise JobSpecError(f"invalid job: unknown field(s) {', '.join(unknown)}; known: {known}")
         if data["version"] == 1 and "controls" in data:
             raise JobSpecError("invalid job: 'controls' needs job spec version 2")
-        return _validate(cls, {**data, "version": SCHEMA_VERSION}, registry)
+        return cls(registry, **{**data, "version": SCHEMA_VERSION})
 
     @classmethod
     def from_json(cls, text: str | bytes, registry: Registry | None = None) -> Job:
@@ -142,17 +147,6 @@ class Job(BaseModel):
         except JsonError as exc:
             raise JobSpecError(f"invalid job: {str(exc).removeprefix('job: ').replace('not valid JSON', 'not JSON')}")
         return cls.from_dict(data, registry)
-
-
-def _validate(cls: type[Job], data: Mapping[str, Any], registry: Registry | None, into: Job | None = None) -> Job:
-    context = {"registry": registry} if registry is not None else None
-    try:
-        if into is not None:
-            into.__pydantic_validator__.validate_python(dict(data), self_instance=into, context=context)
-            return into
-        return cls.model_validate(dict(data), context=context)
-    except ValidationError as exc:
-        raise JobSpecError(one_line(exc, cls, "")) from None
 
 
 def _check_version(version: Any) -> None:

@@ -12,7 +12,7 @@ import functools
 import importlib
 import json
 import pkgutil
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -139,20 +139,20 @@ def _record_model(info: Any) -> type[BaseModel] | None:
     return record
 
 
-def _discover(package: str) -> Iterable[TaskDeclaration | ControlDeclaration]:
+def discover(package: str) -> list[TaskDeclaration | ControlDeclaration]:
+    """The `TASK` and `CONTROL` declarations of every module in `package`, by module name."""
     module = importlib.import_module(package)
+    found: list[TaskDeclaration | ControlDeclaration] = []
     for entry in sorted(pkgutil.iter_modules(module.__path__), key=lambda e: e.name):
-        found = importlib.import_module(f"{package}.{entry.name}")
-        for attribute in ("TASK", "CONTROL"):
-            declaration = getattr(found, attribute, None)
-            if declaration is not None:
-                yield declaration
+        member = importlib.import_module(f"{package}.{entry.name}")
+        found += [d for d in (getattr(member, "TASK", None), getattr(member, "CONTROL", None)) if d is not None]
+    return found
 
 
 @functools.cache
 def default_registry() -> Registry:
-    """The tasks and controls declared in `studio.tasks`, in a fixed order (generate and invert first)."""
-    declarations = list(_discover("studio.tasks"))
+    """The tasks and controls declared in `studio.tasks` (generate and invert first, then by module name)."""
+    declarations = discover("studio.tasks")
     first = {"generate": 0, "invert": 1}
     declarations.sort(key=lambda d: first.get(getattr(d, "name", ""), 2))
     return Registry().with_declarations(*declarations)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 def job_schema(job_model: type[BaseModel], registry: Registry, version: int) -> dict[str, Any]:
     schema = job_model.model_json_schema()
     defs: dict[str, Any] = schema.pop("$defs", {})
-    properties = schema["properties"]
+    properties = {name: _nullable(prop) for name, prop in schema["properties"].items()}
     properties["task"]["enum"] = list(registry.tasks)
     branches = []
     for name, task in registry.tasks.items():
@@ -67,3 +67,15 @@ def _inline(schema: dict[str, Any], defs: dict[str, Any]) -> dict[str, Any]:
     """Move a sub-schema's own `$defs` (record models such as a reference) into the job's."""
     defs.update(schema.pop("$defs", {}))
     return schema
+
+
+def _nullable(prop: dict[str, Any]) -> dict[str, Any]:
+    """pydantic's `anyOf: [X, {type: null}]` as X with `type: [X's type, "null"]`, the plainer JSON Schema."""
+    options = prop.get("anyOf")
+    if not options or len(options) != 2 or {"type": "null"} not in options:
+        return prop
+    (other,) = [o for o in options if o != {"type": "null"}]
+    if "type" not in other:
+        return prop
+    rest = {k: v for k, v in prop.items() if k != "anyOf"}
+    return {**other, **rest, "type": [other["type"], "null"]}

@@ -8,22 +8,10 @@ from pydantic import Field
 
 from attention_processors.multi_reference import FREECUSTOM
 from pipelines.customize import FREECUSTOM_RUN
-from studio.declarations import (
-    MAX_PATH,
-    MAX_TEXT,
-    Flag,
-    ImagePath,
-    JobInputs,
-    MaskPath,
-    Options,
-    Schedule,
-    TaskDeclaration,
-    TaskRun,
-    Zipped,
-    setting,
-)
+from studio.declarations import MAX_PATH, MAX_TEXT, Flag, ImagePath, JobInputs, MaskPath, Options, Schedule
+from studio.declarations import TaskDeclaration, TaskRun, Zipped, setting
 from studio.results import JobResult
-from studio.tasks.common import generator, method_errors, seed_of, size_of
+from studio.tasks.common import method_errors, sampling, seed_of, size_of
 
 MAX_REFERENCES = 8  # each reference adds a UNet row and its keys to every MRSA site; memory is checked too
 
@@ -81,17 +69,9 @@ def run(task: TaskRun) -> JobResult:
             references,
             mask_weights=opts.mask_weight,
             style_fidelity=opts.style_fidelity,
-            negative_prompt=job.negative_prompt or None,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance,
-            width=width,
-            height=height,
-            generator=generator(seed),
             reference_seed=opts.reference_seed,
             max_memory_bytes=available_memory_bytes(backbone.device),
-            controls=task.controls,
-            on_step=task.on_step,
-            cancel=task.cancel,
+            **sampling(task, seed, height, width),
         )
     return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipelines.generate import GENERATE
 from studio.declarations import JobInputs, Options, Schedule, TaskDeclaration, TaskRun
 from studio.results import JobResult
-from studio.tasks.common import generator, seed_of, size_of
+from studio.tasks.common import sampling, seed_of, size_of
 
 
 class GenerateOptions(Options):
@@ -18,19 +18,7 @@ def run(task: TaskRun) -> JobResult:
     job = task.job
     seed = seed_of(job)
     height, width = size_of(job, task.backbone)
-    output = generate(
-        task.backbone,
-        job.prompt,
-        negative_prompt=job.negative_prompt or None,  # None keeps the family's default (SDXL: zeros)
-        num_inference_steps=job.steps,
-        guidance_scale=job.guidance,
-        width=width,
-        height=height,
-        generator=generator(seed),
-        controls=task.controls,
-        on_step=task.on_step,
-        cancel=task.cancel,
-    )
+    output = generate(task.backbone, job.prompt, **sampling(task, seed, height, width))
     return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipelines.reconstruct import RECONSTRUCT
 from studio.declarations import JobInputs, Options, Schedule, TaskDeclaration, TaskRun
 from studio.results import JobResult
-from studio.tasks.common import size_of
+from studio.tasks.common import hooks, size_of
 
 
 class InvertOptions(Options):
@@ -27,9 +27,7 @@ def run(task: TaskRun) -> JobResult:
         job,
         height=height,
         width=width,
-        controls=task.controls,
-        on_step=task.on_step,
-        cancel=task.cancel,
+        **hooks(task),
     )
     return JobResult(job.replace(width=width, height=height), [reconstruction], metrics)
 

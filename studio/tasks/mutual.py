@@ -8,20 +8,11 @@ from pydantic import Field
 
 from attention_processors.mutual_self_attention import MASACTRL
 from pipelines.mutual import MUTUAL
-from studio.declarations import (
-    MAX_PATH,
-    MAX_TEXT,
-    JobInputs,
-    MaskPath,
-    Options,
-    Schedule,
-    TaskDeclaration,
-    TaskRun,
-    setting,
-)
+from studio.declarations import MAX_PATH, MAX_TEXT, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
+from studio.declarations import TaskRun, setting
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import generator, method_errors, seed_of, size_of
+from studio.tasks.common import method_errors, sampling, seed_of, size_of
 
 
 class MutualOptions(Options):
@@ -73,16 +64,8 @@ def run(task: TaskRun) -> JobResult:
             masks=masks,
             start=opts.start,
             levels=opts.levels,
-            negative_prompt=job.negative_prompt or None,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance,
             inversion_guidance_scale=opts.inversion_guidance,
-            width=width,
-            height=height,
-            generator=generator(seed),
-            controls=task.controls,
-            on_step=task.on_step,
-            cancel=task.cancel,
+            **sampling(task, seed, height, width),
         )
     return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
 

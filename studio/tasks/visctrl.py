@@ -8,23 +8,11 @@ from pydantic import Field
 
 from attention_processors.visctrl import VISCTRL
 from pipelines.visctrl import FIRST_PASS, LATER_PASS, VISCTRL_RUN
-from studio.declarations import (
-    MAX_PATH,
-    MAX_TEXT,
-    Flag,
-    ImagePath,
-    JobInputs,
-    MaskPath,
-    Options,
-    Schedule,
-    TaskDeclaration,
-    TaskRun,
-    Zipped,
-    setting,
-)
+from studio.declarations import MAX_PATH, MAX_TEXT, Flag, ImagePath, JobInputs, MaskPath, Options, Schedule
+from studio.declarations import TaskDeclaration, TaskRun, Zipped, setting
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import method_errors
+from studio.tasks.common import hooks, method_errors
 
 MAX_VIEWS = 16  # views edited together in one batch; each adds a CFG pair of UNet rows
 
@@ -110,9 +98,7 @@ def run(task: TaskRun) -> JobResult:
             sample_fraction=opts.sample_fraction,
             crop=opts.crop,
             size=job.width or job.height or None,
-            controls=task.controls,
-            on_step=task.on_step,
-            cancel=task.cancel,
+            **hooks(task),
         )
     return JobResult(job, list(output.images))
 
