@@ -33,7 +33,9 @@ class FreeCustomSettings:
     """FreeCustom's MRSA settings with their defaults, stated once (control, pipeline and studio read them)."""
 
     # The official code adds w = 3 to the logits of each reference's foreground keys.
-    mask_weight: Annotated[float, Interval(ge=0.0, le=100.0), doc("Mask weight w added to the concept's logits.")] = 3.0
+    mask_weight: Annotated[
+        float, Interval(ge=0.0, le=100.0), doc("Mask weight w added to the concept's logits.")
+    ] = 3.0
     # ControlNet reference-only's default, which FreeCustom keeps: the unconditional half stays plain.
     style_fidelity: Annotated[
         float, Interval(ge=0.0, le=1.0), doc("1: the unconditional half stays plain (official); lower mixes MRSA in.")

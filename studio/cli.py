@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Precision, model_cache, run_and_save, studio_errors
+from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Precision
+from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.errors import InputError
 from studio.registry import Registry, default_registry
-from studio.task_commands import task_command
+from studio.task_commands import check_files, task_command
 
 if TYPE_CHECKING:
     from studio.jobs import Job
@@ -73,6 +74,7 @@ def build_app(registry: Registry) -> typer.Typer:
             job = load_job(source, registry)
             if model is not None:
                 job = job.replace(model=model)
+            check_files(job)
             run_and_save(job, model_cache(device, precision, memory), out, not no_metadata)
 
     @app.command()

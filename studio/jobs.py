@@ -76,7 +76,9 @@ class Job(BaseModel):
         5.0, ge=0, le=100, allow_inf_nan=False, description="Classifier-free guidance scale."
     )
     width: Size = Field(None, description="Output width in pixels; null = the model's default (invert: the input's).")
-    height: Size = Field(None, description="Output height in pixels; null = the model's default (invert: the input's).")
+    height: Size = Field(
+        None, description="Output height in pixels; null = the model's default (invert: the input's)."
+    )
     image: StrictStr | None = Field(
         None, max_length=MAX_PATH, description="Input image path (invert, visctrl target, mutual real source)."
     )

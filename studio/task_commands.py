@@ -19,12 +19,14 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
-from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Precision, model_cache, run_and_save, studio_errors
+from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Precision
+from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, Zipped
 from studio.errors import InputError
 
+from studio.jobs import SCHEMA_VERSION, ControlSpec, Job
+
 if TYPE_CHECKING:
-    from studio.jobs import Job
     from studio.registry import Registry
 
 CONTROL_HELP = (
@@ -50,11 +52,12 @@ def _range(info: FieldInfo) -> tuple[Any, Any]:
 
 
 def _help(info: FieldInfo, flag: Flag | None) -> str:
-    text = (flag.help if flag and flag.help else None) or info.description or ""
+    return _with_range((flag.help if flag and flag.help else None) or info.description or "", info)
+
+
+def _with_range(text: str, info: FieldInfo) -> str:
     low, high = _range(info)
-    if low is not None and high is not None:
-        text += f" ({low} to {high})"
-    return text
+    return f"{text} ({low} to {high})" if low is not None and high is not None else text
 
 
 def _flag_names(name: str, flag: Flag | None) -> list[str]:
@@ -114,8 +117,8 @@ def _job_params(task: TaskDeclaration, registry: Registry) -> list[inspect.Param
         negative = typer.Option("--negative", "-n", help="Negative prompt.")
         seed = typer.Option("--seed", "-s", help="Noise seed (default: random, recorded).")
         params += [_param("negative", Annotated[str, negative], ""), _param("seed", Annotated[int | None, seed], None)]
-    steps = typer.Option("--steps", help=f"{schedule.steps_help} (1 to 1000)")
-    guidance = typer.Option("--guidance", "-g", help=schedule.guidance_help)
+    steps = typer.Option("--steps", help=_with_range(schedule.steps_help, Job.model_fields["steps"]))
+    guidance = typer.Option("--guidance", "-g", help=_with_range(schedule.guidance_help, Job.model_fields["guidance"]))
     params += [
         _param("steps", Annotated[int, steps], schedule.steps),
         _param("guidance", Annotated[float, guidance], schedule.guidance),
@@ -126,7 +129,10 @@ def _job_params(task: TaskDeclaration, registry: Registry) -> list[inspect.Param
     else:
         width = typer.Option("--width", "-W", help="Width in pixels (default: the model's).")
         height = typer.Option("--height", "-H", help="Height in pixels (default: the model's).")
-        params += [_param("width", Annotated[int | None, width], None), _param("height", Annotated[int | None, height], None)]
+        params += [
+            _param("width", Annotated[int | None, width], None),
+            _param("height", Annotated[int | None, height], None),
+        ]
     kinds = ", ".join(registry.controls) or "none yet"
     control = typer.Option("--control", help=CONTROL_HELP.format(kinds=kinds))
     params.append(_param("control", Annotated[list[str] | None, control], None))
@@ -167,8 +173,6 @@ def task_command(task: TaskDeclaration, registry: Registry) -> Callable[..., Non
 
 def job_from_flags(task: TaskDeclaration, registry: Registry, values: dict[str, Any]) -> Job:
     """The job the flags describe, validated against `registry` (no file is read yet)."""
-    from studio.jobs import SCHEMA_VERSION, ControlSpec, Job
-
     fields: dict[str, Any] = {"task": task.name, "model": values["model"], "prompt": values["prompt"]}
     fields |= {"steps": values["steps"], "guidance": values["guidance"]}
     if values.get("image") is not None:

@@ -52,7 +52,12 @@ SETTINGS = {
         None,
     ),
     "VisCtrl start": ("visctrl", "start", FIRST_PASS.start, visctrl_control().steps.start),
-    "VisCtrl alpha": ("visctrl", "alpha", pipeline_default(visctrl, "alpha"), field_default(FeatureGradualSampling, "alpha")),
+    "VisCtrl alpha": (
+        "visctrl",
+        "alpha",
+        pipeline_default(visctrl, "alpha"),
+        field_default(FeatureGradualSampling, "alpha"),
+    ),
     "VisCtrl sample fraction": (
         "visctrl",
         "sample_fraction",
@@ -76,7 +81,12 @@ SETTINGS = {
         pipeline_default(freecustom, "style_fidelity"),
         field_default(MultiReferenceSelfAttention, "style_fidelity"),
     ),
-    "FreeCustom reference seed": ("freecustom", "reference_seed", pipeline_default(freecustom, "reference_seed"), None),
+    "FreeCustom reference seed": (
+        "freecustom",
+        "reference_seed",
+        pipeline_default(freecustom, "reference_seed"),
+        None,
+    ),
     "FreeCustom steps": ("freecustom", "steps", pipeline_default(freecustom, "num_inference_steps"), None),
     "FreeCustom guidance": ("freecustom", "guidance", pipeline_default(freecustom, "guidance_scale"), None),
     "generate steps": ("generate", "steps", pipeline_default(generate, "num_inference_steps"), None),

@@ -12,7 +12,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Annotated
 
-import torch
 from annotated_types import Interval, doc
 from pydantic import Field
 from torch import Tensor
