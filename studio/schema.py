@@ -48,10 +48,11 @@ def job_schema(job_model: type[BaseModel], registry: Registry, version: int) -> 
                 "then": {"properties": {"options": {"$ref": f"#/$defs/{kind}_control"}}},
             }
         )
-    spec = defs["ControlSpec"]
-    spec["properties"]["kind"]["enum"] = list(registry.controls)
     if kinds:
-        spec["allOf"] = kinds
+        defs["ControlSpec"]["properties"]["kind"]["enum"] = list(registry.controls)
+        defs["ControlSpec"]["allOf"] = kinds
+    else:
+        properties["controls"]["maxItems"] = 0  # no control kind is declared: none can be added
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": f"https://diffusion-studio.local/schemas/job-v{version}.json",

@@ -23,6 +23,10 @@ def one_line(exc: ValidationError, model: type[BaseModel], where: str) -> str:
     if kind in _RANGE_ERRORS:
         low, high = _range_of(model, error["loc"])
         return f"invalid job: {loc} must be {_describe(low, high)} (got {got!r})"
+    if kind == "multiple_of":
+        low, high = _range_of(model, error["loc"])
+        step = error["ctx"]["multiple_of"]
+        return f"invalid job: {loc} must be a multiple of {step} {_describe(low, high)} (got {got!r})"
     return f"invalid job: {loc}: {error['msg'].lower()} (got {got!r})"
 
 
