@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Registry:
+    """The tasks (by name) and extra controls (by kind) a studio can run; immutable, built by value."""
+
     tasks: Mapping[str, TaskDeclaration] = field(default_factory=dict)
     controls: Mapping[str, ControlDeclaration] = field(default_factory=dict)
 
