@@ -24,7 +24,7 @@ from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, Zipped
 from studio.errors import InputError
 
-from studio.jobs import SCHEMA_VERSION, ControlSpec, Job
+from studio.jobs import SCHEMA_VERSION, Job
 
 if TYPE_CHECKING:
     from studio.registry import Registry
@@ -186,7 +186,7 @@ def job_from_flags(task: TaskDeclaration, registry: Registry, values: dict[str, 
     options = _options_from_flags(task.options, values)
     if options:
         fields["options"] = {task.name: options}
-    fields["controls"] = [ControlSpec(**parse_control(text)) for text in values["control"] or []]
+    fields["controls"] = [parse_control(text) for text in values["control"] or []]
     return Job.from_dict({"version": SCHEMA_VERSION, **fields}, registry)
 
 
@@ -242,12 +242,13 @@ def parse_control(text: str) -> dict[str, Any]:
 
 
 def _split_items(text: str) -> list[str]:
-    """Split on commas outside brackets, so `sites=[1,2],end=0.5` is two items."""
-    items, depth, current = [], 0, ""
+    """Split on commas outside brackets and double quotes, so `sites=[1,2],end=0.5` is two items."""
+    items, depth, quoted, current = [], 0, False, ""
     for char in text:
-        depth += char in "[{"
-        depth -= char in "]}"
-        if char == "," and depth == 0:
+        quoted ^= char == '"'
+        depth += not quoted and char in "[{"
+        depth -= not quoted and char in "]}"
+        if char == "," and depth == 0 and not quoted:
             items.append(current)
             current = ""
         else:

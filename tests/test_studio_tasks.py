@@ -146,6 +146,7 @@ UNKNOWN = {
     "control-kind": (["generate", "x", "--control", "dance"], "unknown control kind 'dance'; known: uniform"),
     "control-option": (["generate", "x", "--control", "uniform:speed=2"], "unknown option controls[0].uniform.speed"),
     "control-range": (["generate", "x", "--control", "uniform:end=2"], "must be between 0.0 and 1.0"),
+    "control-syntax": (["generate", "x", "--control", "uniform:end"], "write KIND:key=value,key=value"),
     "option-range": (["mutual", "x", "--levels", "9"], "options.mutual.levels must be between 1 and 3"),
     "passes-range": (["visctrl", "a.png", "-r", "a.png", "--passes", "100"], "passes must be between 1 and 20"),
 }
@@ -175,3 +176,11 @@ def test_every_count_option_has_an_upper_bound():
             if info.annotation is int:
                 highs = [getattr(m, "le", None) or getattr(m, "lt", None) for m in info.metadata]
                 assert any(h is not None for h in highs), f"{task.name}.{name} has no upper bound"
+
+
+def test_control_flags_split_on_commas_outside_brackets_and_quotes():
+    from studio.task_commands import parse_control
+
+    spec = parse_control('uniform:end=0.5,levels=2,sites=[1,2],note="a, b",word=text')
+    options = {"end": 0.5, "levels": 2, "sites": [1, 2], "note": "a, b", "word": "text"}
+    assert spec == {"kind": "uniform", "options": options}
