@@ -27,11 +27,8 @@ from pydantic import BaseModel, ConfigDict, Field
 if TYPE_CHECKING:
     from pipelines.backbone import Backbone
     from pipelines.events import CancelToken, StepCallback
-    from studio.jobs import Job
+    from studio.job_spec import JobSpec as Job
     from studio.results import JobResult
-
-MAX_PATH = 4096  # characters of a file path in a job
-MAX_TEXT = 20_000  # characters of a prompt or caption
 
 
 class Options(BaseModel):

@@ -24,7 +24,8 @@ from studio.errors import JobSpecError
 from studio.validation import one_line
 
 if TYPE_CHECKING:
-    from studio.jobs import ControlSpec, Job
+    from studio.job_spec import ControlSpec
+    from studio.job_spec import JobSpec as Job
 
 
 @dataclass(frozen=True)

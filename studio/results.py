@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from PIL import Image
     from torch import Tensor
 
-    from studio.jobs import Job
+    from studio.job_spec import JobSpec as Job
 
 
 @dataclass(frozen=True)

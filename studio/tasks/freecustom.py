@@ -8,8 +8,9 @@ from pydantic import Field
 
 from attention_processors.multi_reference import FREECUSTOM
 from pipelines.customize import FREECUSTOM_RUN
-from studio.declarations import MAX_PATH, MAX_TEXT, Flag, ImagePath, JobInputs, MaskPath, Options, Schedule
-from studio.declarations import TaskDeclaration, TaskRun, Zipped, setting
+from studio.declarations import Flag, ImagePath, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
+from studio.declarations import TaskRun, Zipped, setting
+from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.results import JobResult
 from studio.tasks.common import method_errors, sampling, seed_of, size_of
 

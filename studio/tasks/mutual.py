@@ -8,8 +8,8 @@ from pydantic import Field
 
 from attention_processors.mutual_self_attention import MASACTRL
 from pipelines.mutual import MUTUAL
-from studio.declarations import MAX_PATH, MAX_TEXT, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
-from studio.declarations import TaskRun, setting
+from studio.declarations import JobInputs, MaskPath, Options, Schedule, TaskDeclaration, TaskRun, setting
+from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
 from studio.tasks.common import method_errors, sampling, seed_of, size_of

@@ -8,8 +8,9 @@ from pydantic import Field
 
 from attention_processors.visctrl import VISCTRL
 from pipelines.visctrl import FIRST_PASS, LATER_PASS, VISCTRL_RUN
-from studio.declarations import MAX_PATH, MAX_TEXT, Flag, ImagePath, JobInputs, MaskPath, Options, Schedule
-from studio.declarations import TaskDeclaration, TaskRun, Zipped, setting
+from studio.declarations import Flag, ImagePath, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
+from studio.declarations import TaskRun, Zipped, setting
+from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
 from studio.tasks.common import hooks, method_errors

@@ -21,8 +21,9 @@ from attention_processors.control import AttentionCall
 from attention_processors.masks import TokenMaskCache
 from attention_processors.sites import Site
 from attention_processors.state import StepState
-from studio.declarations import MAX_PATH, ControlDeclaration, JobInputs, MaskPath, Options, Schedule
-from studio.declarations import TaskDeclaration, TaskRun, setting
+from studio.declarations import ControlDeclaration, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
+from studio.declarations import TaskRun, setting
+from studio.job_spec import MAX_PATH
 from studio.results import JobResult
 from studio.tasks.common import sampling, seed_of, size_of
 
