@@ -17,23 +17,12 @@ from studio.jobs import Job, json_schema
 from studio.metadata import png_text_chunks
 from studio.registry import default_registry, discover
 from tests.example_tasks.uniform import UNIFORM, UniformAttention
+from tests.test_cli_methods import workdir  # noqa: F401  (the fixture: a.png, b.png, m.png, the tiny model)
 
 REGISTRY = default_registry().with_declarations(*discover("tests.example_tasks"))
 APP = build_app(REGISTRY)
 COMMON = ["--model", "tiny-sd15", "--device", "cpu", "--seed", "5", "--steps", "2", "-W", "64", "-H", "64"]
 pytestmark = pytest.mark.usefixtures("quiet_cli_env")
-
-
-@pytest.fixture
-def workdir(tmp_path, monkeypatch, tiny_sd15_dir):
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / "tiny-sd15").symlink_to(tiny_sd15_dir, target_is_directory=True)
-    rng = np.random.default_rng(0)
-    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a.png")
-    mask = np.zeros((64, 64), np.uint8)
-    mask[16:48, 12:44] = 255
-    Image.fromarray(mask).save(tmp_path / "m.png")
-    return tmp_path
 
 
 def ok(result) -> None:
