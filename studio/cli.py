@@ -10,7 +10,8 @@ default registry's.
 
 Conventions (research/ecosystem.md 5.3): results on stdout, progress and errors on stderr; exit 0 ok,
 1 a run failed, 2 usage/input error, 130 cancelled. Expected failures (`StudioError`) print one line
-and no traceback unless `--debug`. torch and diffusers are imported inside commands.
+and no traceback unless `--debug`. Building the app reads the task declarations, whose defaults live
+beside their controls and pipelines, so it imports torch and diffusers (a few seconds, even for `--help`).
 """
 
 from __future__ import annotations

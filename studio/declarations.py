@@ -87,15 +87,6 @@ def setting(settings: Any, name: str, **extra: Any) -> Any:
     return Field(**(kwargs | extra))
 
 
-def settings_range(settings: Any, name: str) -> tuple[Any, Any]:
-    """(low, high) of a settings field's `Interval`, for flags typer checks itself."""
-    hints = typing.get_type_hints(type(settings), include_extras=True)
-    for meta in getattr(hints[name], "__metadata__", ()):
-        if isinstance(meta, annotated_types.Interval):
-            return (meta.ge if meta.ge is not None else meta.gt, meta.le if meta.le is not None else meta.lt)
-    return (None, None)
-
-
 @dataclass(frozen=True)
 class Schedule:
     """A task's default DDIM steps and CFG (read from its pipeline's settings) and how its CLI describes them."""
