@@ -1,28 +1,42 @@
 """The attention-control framework: one site-aware processor, an explicit step state, a named batch
-layout, and composable controls. See DESIGN.md, "The attention-control framework"."""
+layout, and composable controls. See DESIGN.md, "The attention-control framework".
 
-from attention_processors.control import AttentionCall, AttentionGroup, Control
-from attention_processors.install import attention_control
-from attention_processors.layout import BatchLayout, Row
-from attention_processors.processor import StudioAttnProcessor, attention_probs, run_groups
-from attention_processors.selection import SiteFilter, StepWindow, decoder_self_attention
-from attention_processors.sites import Site, discover_sites
-from attention_processors.state import StepState
+The package imports each name from its module on first use (PEP 562): the torch-free `settings`
+module can then be read without loading torch, which keeps `studio --help` and the job schema fast.
+"""
 
-__all__ = [
-    "AttentionCall",
-    "AttentionGroup",
-    "BatchLayout",
-    "Control",
-    "Row",
-    "Site",
-    "SiteFilter",
-    "StepState",
-    "StepWindow",
-    "StudioAttnProcessor",
-    "attention_control",
-    "attention_probs",
-    "decoder_self_attention",
-    "discover_sites",
-    "run_groups",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "AttentionCall": "attention_processors.control",
+    "AttentionGroup": "attention_processors.control",
+    "Control": "attention_processors.control",
+    "attention_control": "attention_processors.install",
+    "BatchLayout": "attention_processors.layout",
+    "Row": "attention_processors.layout",
+    "StudioAttnProcessor": "attention_processors.processor",
+    "attention_probs": "attention_processors.processor",
+    "run_groups": "attention_processors.processor",
+    "SiteFilter": "attention_processors.selection",
+    "StepWindow": "attention_processors.selection",
+    "decoder_self_attention": "attention_processors.selection",
+    "Site": "attention_processors.sites",
+    "discover_sites": "attention_processors.sites",
+    "StepState": "attention_processors.state",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

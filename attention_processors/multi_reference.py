@@ -15,10 +15,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
+from attention_processors.settings import FREECUSTOM, FreeCustomSettings  # noqa: F401 - re-exported
 from attention_processors.control import AttentionCall, AttentionGroup, Control, take_rows
 from attention_processors.masks import TokenMaskCache
 from attention_processors.selection import SiteFilter, StepWindow, decoder_self_attention
@@ -29,8 +32,8 @@ from attention_processors.state import StepState
 @dataclass
 class MultiReferenceSelfAttention(Control):
     masks: Sequence[Tensor]  # one [H0, W0] concept mask per reference (any size; resampled per site)
-    weights: Sequence[float] | float = 3.0  # FreeCustom's default mask weight w
-    style_fidelity: float = 1.0
+    weights: Sequence[float] | float = FREECUSTOM.mask_weight
+    style_fidelity: float = FREECUSTOM.style_fidelity
     steps: StepWindow = field(default_factory=StepWindow)  # all steps
     sites: SiteFilter = field(default_factory=decoder_self_attention)
     target_role: str = "target"

@@ -15,10 +15,13 @@ VisCtrl uses the same control with its own sites, steps and roles (see `visctrl.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
+from attention_processors.settings import MASACTRL, MasaCtrlSettings  # noqa: F401 - re-exported
 from attention_processors.control import AttentionCall, AttentionGroup, Control, take_rows
 from attention_processors.masks import TokenMaskCache
 from attention_processors.selection import SiteFilter, StepWindow, decoder_self_attention
@@ -43,8 +46,8 @@ class MaskPair:
 
 @dataclass
 class MutualSelfAttention(Control):
-    steps: StepWindow = field(default_factory=lambda: StepWindow(4 / 50, 1.0))
-    sites: SiteFilter = field(default_factory=decoder_self_attention)
+    steps: StepWindow = field(default_factory=lambda: StepWindow(MASACTRL.start, 1.0))
+    sites: SiteFilter = field(default_factory=lambda: decoder_self_attention(MASACTRL.levels))
     source_role: str = "source"
     target_role: str = "target"
     halves: tuple[str, ...] = ("uncond", "cond")  # MasaCtrl controls both CFG halves, each from its own half

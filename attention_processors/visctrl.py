@@ -20,9 +20,12 @@ which is what makes the views consistent with each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 
+from attention_processors.settings import VISCTRL, VisCtrlSettings  # noqa: F401 - re-exported
 from attention_processors.control import AttentionCall, AttentionGroup, take_rows
 from attention_processors.mutual_self_attention import MutualSelfAttention
 from attention_processors.selection import SiteFilter, StepWindow
@@ -33,7 +36,7 @@ def visctrl_sites() -> SiteFilter:
     return SiteFilter(kind="self", min_order=1)
 
 
-def visctrl_control(start: float = 0.2) -> MutualSelfAttention:
+def visctrl_control(start: float = VISCTRL.start) -> MutualSelfAttention:
     """The edited target ('target') queries the reference inversion row ('reference') in both halves."""
     return MutualSelfAttention(
         steps=StepWindow(start, 1.0), sites=visctrl_sites(), source_role="reference", target_role="target"
@@ -42,10 +45,10 @@ def visctrl_control(start: float = 0.2) -> MutualSelfAttention:
 
 @dataclass
 class FeatureGradualSampling(MutualSelfAttention):
-    alpha: float = 0.5  # weight of the already-edited views against the reference
-    sample_fraction: float = 0.5  # share of each earlier view's tokens sampled per site and step
+    alpha: float = VISCTRL.alpha  # weight of the already-edited views against the reference
+    sample_fraction: float = VISCTRL.sample_fraction  # share of each earlier view's tokens sampled per site and step
     seed: int = 0
-    steps: StepWindow = field(default_factory=lambda: StepWindow(0.2, 1.0))
+    steps: StepWindow = field(default_factory=lambda: StepWindow(VISCTRL.start, 1.0))
     sites: SiteFilter = field(default_factory=visctrl_sites)
     source_role: str = "reference"
     target_role: str = "target"

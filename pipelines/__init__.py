@@ -5,33 +5,44 @@ given, runs the UNet through the studio's attention processors with the caller's
 `StepEvent` after each step and honours a `CancelToken` at step boundaries. All of them run the one step
 loop (`pipelines/_denoise.py`); a method that acts on the latents between steps passes step-end hooks
 (`StepEnd`, `StepEndHook`, as diffusers' `callback_on_step_end`) instead of forking it.
+
+The package imports each name from its module on first use (PEP 562): the torch-free `settings`
+module can then be read without loading torch, which keeps `studio --help` and the job schema fast.
 """
 
-from pipelines.backbone import Backbone, PromptEmbeds, UNetConditioning
-from pipelines.events import Cancelled, CancelToken, StepCallback, StepEvent
-from pipelines.generate import generate
-from pipelines.hooks import StepEnd, StepEndHook
-from pipelines.img2img import img2img
-from pipelines.invert import invert
-from pipelines.outputs import GenerationOutput, Inversion
-from pipelines.reconstruct import reconstruct
-from pipelines.teacher import TeacherForcing
+from __future__ import annotations
 
-__all__ = [
-    "Backbone",
-    "CancelToken",
-    "Cancelled",
-    "GenerationOutput",
-    "Inversion",
-    "PromptEmbeds",
-    "StepCallback",
-    "StepEnd",
-    "StepEndHook",
-    "StepEvent",
-    "TeacherForcing",
-    "UNetConditioning",
-    "generate",
-    "img2img",
-    "invert",
-    "reconstruct",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Backbone": "pipelines.backbone",
+    "PromptEmbeds": "pipelines.backbone",
+    "UNetConditioning": "pipelines.backbone",
+    "Cancelled": "pipelines.events",
+    "CancelToken": "pipelines.events",
+    "StepCallback": "pipelines.events",
+    "StepEvent": "pipelines.events",
+    "generate": "pipelines.generate",
+    "StepEnd": "pipelines.hooks",
+    "StepEndHook": "pipelines.hooks",
+    "img2img": "pipelines.img2img",
+    "invert": "pipelines.invert",
+    "GenerationOutput": "pipelines.outputs",
+    "Inversion": "pipelines.outputs",
+    "reconstruct": "pipelines.reconstruct",
+    "TeacherForcing": "pipelines.teacher",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

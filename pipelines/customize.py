@@ -12,19 +12,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import PIL.Image
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
-from attention_processors.multi_reference import MultiReferenceSelfAttention
+from attention_processors.multi_reference import FREECUSTOM, MultiReferenceSelfAttention
 from attention_processors.selection import decoder_self_attention
 from pipelines._denoise import denoise
 from pipelines._inputs import Generators, as_list, draw_noise, negatives_for
 from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.events import CancelToken, StepCallback
 from pipelines.outputs import GenerationOutput
+from pipelines.settings import FREECUSTOM_RUN, FreeCustomRunSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -59,15 +62,15 @@ def freecustom(
     prompt: str | Sequence[str],
     references: Sequence[Reference],
     *,
-    mask_weights: float | Sequence[float] = 3.0,
-    style_fidelity: float = 1.0,
+    mask_weights: float | Sequence[float] = FREECUSTOM.mask_weight,
+    style_fidelity: float = FREECUSTOM.style_fidelity,
     negative_prompt: str | Sequence[str] | None = None,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
+    num_inference_steps: int = FREECUSTOM_RUN.steps,
+    guidance_scale: float = FREECUSTOM_RUN.guidance,
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,
-    reference_seed: int = 0,
+    reference_seed: int = FREECUSTOM_RUN.reference_seed,
     steps: StepWindow | None = None,
     sites: SiteFilter | None = None,
     controls: Sequence[Control] = (),

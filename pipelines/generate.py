@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control
@@ -14,6 +17,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput
+from pipelines.settings import GENERATE, GenerateSettings  # noqa: F401 - re-exported
 
 
 @torch.no_grad()
@@ -22,8 +26,8 @@ def generate(
     prompt: str | Sequence[str],
     *,
     negative_prompt: str | Sequence[str] | None = None,
-    num_inference_steps: int = 25,
-    guidance_scale: float = 5.0,
+    num_inference_steps: int = GENERATE.steps,
+    guidance_scale: float = GENERATE.guidance,
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import PIL.Image
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
-from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
+from attention_processors.mutual_self_attention import MASACTRL, MaskPair, MutualSelfAttention
 from attention_processors.selection import decoder_self_attention
 from pipelines._denoise import denoise
 from pipelines._inputs import Generators, as_list, draw_noise
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
+from pipelines.settings import MUTUAL, MutualSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -40,13 +43,13 @@ def mutual_edit(
     source_prompt: str = "",
     source_image: PIL.Image.Image | None = None,
     masks: MaskPair | None = None,
-    start: float = 4 / 50,
-    levels: int = 2,
+    start: float = MASACTRL.start,
+    levels: int = MASACTRL.levels,
     sites: SiteFilter | None = None,
     negative_prompt: str | None = None,
-    num_inference_steps: int = 50,
-    guidance_scale: float = 7.5,
-    inversion_guidance_scale: float = 1.0,
+    num_inference_steps: int = MUTUAL.steps,
+    guidance_scale: float = MUTUAL.guidance,
+    inversion_guidance_scale: float = MUTUAL.inversion_guidance,
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,

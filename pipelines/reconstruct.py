@@ -8,8 +8,11 @@ same loop with a partly forced batch is what real-image editing methods run.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Annotated
 
 import torch
+from annotated_types import Interval, doc
 
 from attention_processors import BatchLayout, Control
 from pipelines._denoise import denoise
@@ -18,6 +21,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput, Inversion
+from pipelines.settings import RECONSTRUCT, ReconstructSettings  # noqa: F401 - re-exported
 
 
 @torch.no_grad()
@@ -27,7 +31,7 @@ def reconstruct(
     prompt: str | Sequence[str] = "",
     *,
     negative_prompt: str | Sequence[str] | None = None,
-    guidance_scale: float = 1.0,
+    guidance_scale: float = RECONSTRUCT.guidance,
     teacher_forcing: bool = False,
     controls: Sequence[Control] = (),
     on_step_end: Sequence[StepEndHook] = (),

@@ -18,30 +18,22 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import PIL.Image
 import torch
+from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, StepWindow
-from attention_processors.visctrl import FeatureGradualSampling
+from attention_processors.visctrl import VISCTRL, FeatureGradualSampling
 from pipelines._denoise import denoise
 from pipelines.backbone import Backbone
 from pipelines.canvas import object_canvas, whole_image_canvas
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
 from pipelines.outputs import Inversion
-
-
-@dataclass(frozen=True)
-class VisCtrlPass:
-    num_inference_steps: int
-    guidance_scale: float
-    start: float  # first controlled step as a fraction of the schedule
-
-
-FIRST_PASS = VisCtrlPass(10, 6.0, 0.2)  # official: 10 DDIM steps, CFG 6, control from step 2
-LATER_PASS = VisCtrlPass(5, 4.0, 0.2)  # official: 5 DDIM steps, CFG 4, control from step 1
+from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -59,13 +51,13 @@ def visctrl(
     *,
     reference_prompt: str = "",
     target_prompt: str = "",
-    passes: int = 1,
+    passes: int = VISCTRL_RUN.passes,
     first_pass: VisCtrlPass = FIRST_PASS,
     later_passes: VisCtrlPass = LATER_PASS,
-    alpha: float = 0.5,
-    sample_fraction: float = 0.5,
-    crop: bool = True,
-    margin: float = 0.15,
+    alpha: float = VISCTRL.alpha,
+    sample_fraction: float = VISCTRL.sample_fraction,
+    crop: bool = VISCTRL_RUN.crop,
+    margin: float = VISCTRL_RUN.margin,
     size: int | None = None,
     controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,

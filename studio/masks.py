@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import os
 
-import cv2
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
 from PIL import Image
 
 from studio.errors import InputError
 from studio.images import open_image_channels
+
+if TYPE_CHECKING:
+    import torch
 
 
 MIN_MASK_SIDE = 8  # the VAE's downsampling factor: a smaller mask cannot cover even one latent cell
@@ -28,6 +31,8 @@ class MaskError(InputError):
 
 def binarize_mask(image: Image.Image) -> np.ndarray:
     """A [H, W] bool array from any mask image: single- or multi-channel, any size, noisy or clean."""
+    import cv2  # imported here so the CLI can start without loading OpenCV
+
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         alpha = np.asarray(image.convert("RGBA"))[..., 3]
         signal = alpha if alpha.max() - alpha.min() > 32 else np.asarray(image.convert("L"))
@@ -65,4 +70,6 @@ def load_mask(
     binary = binarize_mask(image)
     if not binary.any():
         raise MaskError(f"{name}: the mask is empty (no foreground pixels); paint the object white on black")
+    import torch  # imported here so the CLI can start without loading torch
+
     return torch.from_numpy(binary.astype(np.float32))

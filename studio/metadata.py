@@ -21,6 +21,7 @@ from typing import Any
 from studio.errors import JobSpecError, MetadataError
 from studio.images import read_text_chunks
 from studio.jobs import Job
+from studio.registry import Registry
 
 PARAMETERS_KEY = "parameters"
 JOB_KEY = "studio_job"
@@ -49,23 +50,19 @@ def portable_path(text: str, *, cwd: Path | None = None, home: Path | None = Non
 
 
 def portable_job(job: Job, *, cwd: Path | None = None, home: Path | None = None) -> Job:
-    """The job as it may be embedded in a shared image: model and input paths made portable."""
-    image = portable_path(job.image, cwd=cwd, home=home) if job.image else job.image
-    options = _portable_options(job.options, cwd=cwd, home=home)
-    return job.replace(model=portable_path(job.model, cwd=cwd, home=home), image=image, options=options)
-
-
-_PATH_KEYS = ("image", "mask", "reference")  # option keys ending so hold file paths (studio.tasks convention)
-
-
-def _portable_options(value, *, cwd: Path | None, home: Path | None, key: str = ""):
-    if isinstance(value, dict):
-        return {k: _portable_options(v, cwd=cwd, home=home, key=k) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_portable_options(v, cwd=cwd, home=home, key=key) for v in value]
-    if isinstance(value, str) and key.endswith(_PATH_KEYS):
-        return portable_path(value, cwd=cwd, home=home)
-    return value
+    """The job as it may be embedded in a shared image: the model, the image and every option field its
+    task or control declares a file path (`ImagePath`/`MaskPath`) made portable."""
+    data = job.to_dict()
+    data["model"] = portable_path(job.model, cwd=cwd, home=home)
+    if job.image:
+        data["image"] = portable_path(job.image, cwd=cwd, home=home)
+    for where, _ in job.registry.file_fields(job):
+        *parents, last = where
+        holder = data
+        for key in parents:
+            holder = holder[key]
+        holder[last] = portable_path(holder[last], cwd=cwd, home=home)
+    return Job.from_dict(data, job.registry)
 
 
 def _quote(value: str) -> str:
@@ -227,12 +224,12 @@ class ImageJob:
     notes: tuple[str, ...] = ()
 
 
-def read_job(path: str | os.PathLike[str]) -> ImageJob:
+def read_job(path: str | os.PathLike[str], registry: Registry | None = None) -> ImageJob:
     """Read the job embedded in an image: our `studio_job` chunk if present, else A1111 `parameters`."""
     chunks = read_text_chunks(path)
     name = Path(path).name
     if JOB_KEY in chunks:
-        return ImageJob(Job.from_json(chunks[JOB_KEY]), "studio")
+        return ImageJob(Job.from_json(chunks[JOB_KEY], registry), "studio")
     if chunks.get(PARAMETERS_KEY, "").strip():
         job, notes = job_from_a1111(chunks[PARAMETERS_KEY])
         return ImageJob(job, "a1111", tuple(notes))

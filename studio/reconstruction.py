@@ -9,6 +9,7 @@ includes the VAE's own loss as well as the inversion's.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -16,6 +17,7 @@ from PIL import Image
 
 if TYPE_CHECKING:
     from pipelines.backbone import Backbone
+    from attention_processors import Control
     from pipelines.events import CancelToken, StepCallback
     from studio.jobs import Job
 
@@ -38,10 +40,14 @@ def invert_and_reconstruct(
     *,
     height: int,
     width: int,
+    controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
 ) -> tuple[Image.Image, dict[str, float]]:
-    """DDIM-invert `source` with the job's prompt and steps, reconstruct it free-running, and compare."""
+    """DDIM-invert `source` with the job's prompt and steps, reconstruct it free-running, and compare.
+
+    `controls` act on the reconstruction (the inversion stays plain, so it measures the model itself).
+    """
     from pipelines.invert import invert
     from pipelines.reconstruct import reconstruct
 
@@ -63,6 +69,7 @@ def invert_and_reconstruct(
         job.prompt,
         negative_prompt=negative,
         guidance_scale=job.guidance,
+        controls=controls,
         on_step=on_step,
         cancel=cancel,
     )

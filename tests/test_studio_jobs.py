@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 
@@ -14,7 +13,7 @@ from studio.jobs import SCHEMA_VERSION, TASKS, Job, json_schema
 
 def full_job() -> Job:
     return Job(
-        task="generate",
+        task="mutual",
         model="owner/model",
         prompt="a red cube, left: a blue ball",
         negative_prompt="blurry",
@@ -23,7 +22,7 @@ def full_job() -> Job:
         guidance=7.5,
         width=512,
         height=768,
-        options={"visctrl": {"strength": 0.5, "layers": [1, 2]}},
+        options={"mutual": {"source_prompt": "a cube", "start": 0.5, "levels": 1}},
     )
 
 
@@ -61,7 +60,11 @@ def test_integer_guidance_is_accepted_as_a_number():
         ({"task": "dance"}, "task"),
         ({"prompt": None}, "prompt"),
         ({"options": {"x": object()}}, "options"),
-        ({"image": "in.png"}, "generate task takes no input image"),
+        ({"task": "generate", "options": {}, "image": "in.png"}, "generate task takes no input image"),
+        ({"options": {"mutual": {"levels": 9}}}, "options.mutual.levels must be between 1 and 3"),
+        ({"options": {"mutual": {"lvls": 1}}}, "unknown option options.mutual.lvls"),
+        ({"options": {"visctrl": {}}}, "does not use option(s) visctrl"),
+        ({"controls": [{"kind": "dance"}]}, "unknown control kind 'dance'"),
     ],
 )
 def test_invalid_values_are_refused_clearly(change, fragment):
@@ -109,7 +112,7 @@ def test_unknown_fields_and_bad_json_are_refused():
 
 def test_schema_describes_exactly_the_job_fields():
     schema = json_schema()
-    assert set(schema["properties"]) == {f.name for f in dataclasses.fields(Job)}
+    assert set(schema["properties"]) == set(Job.model_fields)
     assert schema["additionalProperties"] is False
     assert schema["properties"]["task"]["enum"] == list(TASKS)
     assert set(schema["required"]) <= set(schema["properties"])

@@ -9,6 +9,7 @@ from studio.errors import JobSpecError
 
 if TYPE_CHECKING:
     from pipelines.backbone import Backbone
+    from studio.declarations import TaskRun
     from studio.jobs import Job
 
 
@@ -43,3 +44,22 @@ def method_errors(method: str):
             raise JobSpecError(f"{method}: {exc}") from exc
 
     return guard()
+
+
+def hooks(task: TaskRun) -> dict[str, Any]:
+    """What every pipeline call of a task passes through: the job's extra controls, progress and cancel."""
+    return {"controls": task.controls, "on_step": task.on_step, "cancel": task.cancel}
+
+
+def sampling(task: TaskRun, seed: int, height: int, width: int) -> dict[str, Any]:
+    """The keyword arguments a sampling pipeline (generate, mutual_edit, freecustom) takes from the job."""
+    job = task.job
+    return {
+        "negative_prompt": job.negative_prompt or None,  # None keeps the family's default (SDXL: zeros)
+        "num_inference_steps": job.steps,
+        "guidance_scale": job.guidance,
+        "width": width,
+        "height": height,
+        "generator": generator(seed),
+        **hooks(task),
+    }

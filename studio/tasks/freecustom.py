@@ -2,52 +2,53 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from studio.errors import JobSpecError
-from studio.tasks.common import generator, method_errors, seed_of, size_of
-from studio.tasks.inputs import image_and_mask
-from studio.tasks.options import parse_options
+from pydantic import Field
 
-if TYPE_CHECKING:
-    from pipelines.backbone import Backbone
-    from studio.jobs import Job
+from attention_processors.settings import FREECUSTOM
+from pipelines.settings import FREECUSTOM_RUN
+from studio.declarations import Flag, ImagePath, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
+from studio.declarations import TaskRun, Zipped, setting
+from studio.job_spec import MAX_PATH, MAX_TEXT
+from studio.results import JobResult
+from studio.tasks.common import method_errors, sampling, seed_of, size_of
 
-
-@dataclass(frozen=True)
-class ReferenceSpec:
-    image: str
-    caption: str = ""
-    mask: str | None = None
-    concept: str | None = None  # word whose cross-attention makes the mask when none is given
+MAX_REFERENCES = 8  # each reference adds a UNet row and its keys to every MRSA site; memory is checked too
 
 
-@dataclass(frozen=True)
-class FreeCustomOptions:
-    references: tuple[ReferenceSpec, ...] = ()
-    mask_weight: float = 3.0
-    style_fidelity: float = 1.0
-    reference_seed: int = 0
+class ReferenceSpec(Options):
+    """One concept: its image, a caption, and its mask (or a concept word that makes one)."""
+
+    image: Annotated[str, ImagePath(), Flag("--ref")] = Field(
+        max_length=MAX_PATH, description="Reference image (repeatable, one per concept)."
+    )
+    caption: Annotated[str, Flag("--caption")] = Field(
+        "", max_length=MAX_TEXT, description="Caption per --ref (repeatable)."
+    )
+    mask: Annotated[str | None, MaskPath(of="image", label="reference mask"), Flag("--mask")] = Field(
+        None, max_length=MAX_PATH, description="Concept mask per --ref (repeatable)."
+    )
+    concept: Annotated[str | None, Flag("--concept")] = Field(
+        None, max_length=MAX_TEXT, description="Concept word per --ref, for automatic masks."
+    )
 
 
-def options(job: Job) -> FreeCustomOptions:
-    opts = parse_options(FreeCustomOptions, job.options.get("freecustom"), "freecustom")
-    if not opts.references:
-        raise JobSpecError("invalid job: freecustom needs at least one reference (options.freecustom.references)")
-    return opts
+class FreeCustomOptions(Options):
+    references: Annotated[tuple[ReferenceSpec, ...], Zipped(primary="image", item="reference")] = Field(
+        min_length=1, max_length=MAX_REFERENCES, description="The concepts to compose."
+    )
+    mask_weight: Annotated[float, Flag("--weight")] = setting(FREECUSTOM, "mask_weight")
+    style_fidelity: float = setting(FREECUSTOM, "style_fidelity")
+    reference_seed: int = setting(FREECUSTOM_RUN, "reference_seed")
 
 
-def total_steps(job: Job) -> int:
-    return job.steps
-
-
-def run(job: Job, backbone: Backbone, progress, cancel):
+def run(task: TaskRun) -> JobResult:
     from pipelines.customize import Reference, freecustom
     from studio.devices import available_memory_bytes
-    from studio.runner import JobResult
+    from studio.tasks.inputs import image_and_mask
 
-    opts = options(job)
+    job, backbone, opts = task.job, task.backbone, task.options
     seed = seed_of(job)
     height, width = size_of(job, backbone)
     references = []
@@ -69,15 +70,18 @@ def run(job: Job, backbone: Backbone, progress, cancel):
             references,
             mask_weights=opts.mask_weight,
             style_fidelity=opts.style_fidelity,
-            negative_prompt=job.negative_prompt or None,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance,
-            width=width,
-            height=height,
-            generator=generator(seed),
             reference_seed=opts.reference_seed,
             max_memory_bytes=available_memory_bytes(backbone.device),
-            on_step=progress,
-            cancel=cancel,
+            **sampling(task, seed, height, width),
         )
     return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
+
+
+TASK = TaskDeclaration(
+    name="freecustom",
+    summary="FreeCustom: compose reference concepts with multi-reference self-attention.",
+    options=FreeCustomOptions,
+    run=run,
+    inputs=JobInputs(argument="prompt", argument_help="Prompt composing the concepts."),
+    schedule=Schedule(FREECUSTOM_RUN.steps, FREECUSTOM_RUN.guidance),
+)

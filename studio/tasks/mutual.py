@@ -2,46 +2,46 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Annotated
 
-from attention_processors.mutual_self_attention import MaskPair
+from pydantic import Field
+
+from attention_processors.settings import MASACTRL
+from pipelines.settings import MUTUAL
+from studio.declarations import JobInputs, MaskPath, Options, Schedule, TaskDeclaration, TaskRun, setting
+from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
-from studio.images import open_image
-from studio.masks import load_mask
-from studio.tasks.common import generator, method_errors, seed_of, size_of
-from studio.tasks.inputs import image_and_mask
-from studio.tasks.options import parse_options
-
-if TYPE_CHECKING:
-    from pipelines.backbone import Backbone
-    from studio.jobs import Job
+from studio.results import JobResult
+from studio.tasks.common import method_errors, sampling, seed_of, size_of
 
 
-@dataclass(frozen=True)
-class MutualOptions:
-    source_prompt: str = ""
-    start: float = 4 / 50  # first controlled step, as a fraction of the schedule
-    levels: int = 2  # decoder self-attention at this many highest resolutions
-    source_mask: str | None = None  # masked variant: both masks (or, on toyworld, automatic ones)
-    target_mask: str | None = None
-    masked: bool = False  # use the masked variant (masks from the files above, else automatic)
-    inversion_guidance: float = 1.0
+class MutualOptions(Options):
+    source_prompt: str = Field("", max_length=MAX_TEXT, description="Prompt of the source.")
+    start: float = setting(MASACTRL, "start")
+    levels: int = setting(MASACTRL, "levels")
+    source_mask: Annotated[str | None, MaskPath(of="image", label="source mask")] = Field(
+        None, max_length=MAX_PATH, description="Source foreground mask."
+    )
+    target_mask: Annotated[str | None, MaskPath(label="target mask")] = Field(
+        None, max_length=MAX_PATH, description="Target foreground mask."
+    )
+    masked: bool = Field(False, description="Masked variant: foreground and background apart.")
+    inversion_guidance: float = setting(MUTUAL, "inversion_guidance")
 
 
-def options(job: Job) -> MutualOptions:
-    return parse_options(MutualOptions, job.options.get("mutual"), "mutual")
+def check(job, options: MutualOptions) -> None:
+    if options.masked and (not job.image or not options.target_mask):
+        raise JobSpecError("mutual: the masked variant needs a source image (--image) and a target mask")
 
 
-def total_steps(job: Job) -> int:
-    return job.steps * (2 if job.image else 1)
-
-
-def run(job: Job, backbone: Backbone, progress, cancel):
+def run(task: TaskRun) -> JobResult:
+    from attention_processors.mutual_self_attention import MaskPair
     from pipelines.mutual import mutual_edit
-    from studio.runner import JobResult
+    from studio.images import open_image
+    from studio.masks import load_mask
+    from studio.tasks.inputs import image_and_mask
 
-    opts = options(job)
+    job, backbone, opts = task.job, task.backbone, task.options
     seed = seed_of(job)
     source = None
     masks = None
@@ -53,8 +53,6 @@ def run(job: Job, backbone: Backbone, progress, cancel):
         source = open_image(job.image)
     height, width = size_of(job, backbone, (source.height, source.width) if source is not None else None)
     if opts.masked:
-        if source is None or not opts.target_mask:
-            raise JobSpecError("mutual: the masked variant needs a source image (--image) and a target mask")
         with method_errors("mutual"):
             masks = MaskPair(source_mask, load_mask(opts.target_mask, name="target mask"))
     with method_errors("mutual"):
@@ -66,14 +64,24 @@ def run(job: Job, backbone: Backbone, progress, cancel):
             masks=masks,
             start=opts.start,
             levels=opts.levels,
-            negative_prompt=job.negative_prompt or None,
-            num_inference_steps=job.steps,
-            guidance_scale=job.guidance,
             inversion_guidance_scale=opts.inversion_guidance,
-            width=width,
-            height=height,
-            generator=generator(seed),
-            on_step=progress,
-            cancel=cancel,
+            **sampling(task, seed, height, width),
         )
     return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
+
+
+TASK = TaskDeclaration(
+    name="mutual",
+    summary="Mutual self-attention (MasaCtrl): the target prompt with the source's appearance.",
+    options=MutualOptions,
+    run=run,
+    inputs=JobInputs(
+        argument="prompt",
+        argument_help="Target prompt: what the edited image should show.",
+        image="optional",
+        image_help="Real source image to edit (else synthesise).",
+    ),
+    schedule=Schedule(MUTUAL.steps, MUTUAL.guidance),
+    steps=lambda job, options: job.steps * (2 if job.image else 1),  # a real source is inverted first
+    check=check,
+)

@@ -1,0 +1,90 @@
+"""Each pipeline's schedule defaults, stated once, free of torch (see attention_processors/settings.py for why)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from annotated_types import Interval, doc
+
+from attention_processors.settings import VISCTRL
+
+
+@dataclass(frozen=True)
+class GenerateSettings:
+    """Plain generation's schedule defaults, stated once (the pipeline and the studio's task read them)."""
+
+    # DDIM reaches most of its quality by 25 steps on SD-class models; more mostly costs time.
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 25
+    # A moderate CFG: prompt-faithful without the saturation of the older 7.5 default.
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale.")] = 5.0
+
+
+GENERATE = GenerateSettings()
+
+
+@dataclass(frozen=True)
+class ReconstructSettings:
+    """Invert-then-reconstruct defaults, stated once (this pipeline and the studio's invert task read them)."""
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 25  # as plain generation
+    # No CFG: DDIM inversion is closest to exact without it, so the round trip measures the model itself.
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale for inversion.")] = 1.0
+
+
+RECONSTRUCT = ReconstructSettings()
+
+
+@dataclass(frozen=True)
+class MutualSettings:
+    """The mutual-edit schedule's defaults (MasaCtrl's), stated once; the control's own are `MASACTRL`."""
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 50  # the paper's 50 DDIM steps
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale.")] = 7.5  # the paper's CFG 7.5
+    # Real sources are inverted without CFG, the usual choice: DDIM inversion drifts more under guidance.
+    inversion_guidance: Annotated[
+        float, Interval(ge=0.0, le=100.0), doc("CFG scale while inverting a real source (1: none).")
+    ] = 1.0
+
+
+MUTUAL = MutualSettings()
+
+
+@dataclass(frozen=True)
+class FreeCustomRunSettings:
+    """FreeCustom's schedule defaults, stated once; the attention's own are `FREECUSTOM`."""
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 50  # the official 50 DDIM steps
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale.")] = 7.5  # the official CFG 7.5
+    # Any fixed seed works; 0 makes the references' re-noising reproducible by default.
+    reference_seed: Annotated[
+        int, Interval(ge=0, le=2**63 - 1), doc("Seed of the fresh noise that re-noises the references each step.")
+    ] = 0
+
+
+FREECUSTOM_RUN = FreeCustomRunSettings()
+
+
+@dataclass(frozen=True)
+class VisCtrlRunSettings:
+    """VisCtrl's pipeline defaults besides the passes' schedules, stated once (the studio's task reads them)."""
+
+    # One pass is single-image VisCtrl; each further pass re-edits the last output (the paper shows 1-5).
+    passes: Annotated[int, Interval(ge=1, le=20), doc("View iterations (each edits the last).")] = 1
+    crop: Annotated[bool, doc("Edit a square crop around the mask (official), not the whole square image.")] = True
+    # Context around the object in the crop, as a share of its size (the official crop keeps some margin).
+    margin: Annotated[float, Interval(ge=0.0, le=4.0), doc("Crop margin around the object.")] = 0.15
+
+
+VISCTRL_RUN = VisCtrlRunSettings()
+
+
+@dataclass(frozen=True)
+class VisCtrlPass:
+    num_inference_steps: int
+    guidance_scale: float
+    start: float  # first controlled step as a fraction of the schedule
+
+
+FIRST_PASS = VisCtrlPass(10, 6.0, VISCTRL.start)  # official: 10 DDIM steps, CFG 6, control from step 2
+LATER_PASS = VisCtrlPass(5, 4.0, VISCTRL.start)  # official: 5 DDIM steps, CFG 4, control from step 1

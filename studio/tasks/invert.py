@@ -1,0 +1,53 @@
+"""The `invert` task: DDIM-invert an image, reconstruct it from the noise, and measure the round trip."""
+
+from __future__ import annotations
+
+from pipelines.settings import RECONSTRUCT
+from studio.declarations import JobInputs, Options, Schedule, TaskDeclaration, TaskRun
+from studio.results import JobResult
+from studio.tasks.common import hooks, size_of
+
+
+class InvertOptions(Options):
+    """Inversion has no options of its own."""
+
+
+def run(task: TaskRun) -> JobResult:
+    from studio.images import open_image
+    from studio.reconstruction import invert_and_reconstruct
+
+    job, backbone = task.job, task.backbone
+    assert job.image is not None  # the registry guarantees it for this task
+    source = open_image(job.image)
+    fallback = _floor_size(source.height, source.width, backbone.size_multiple)
+    height, width = size_of(job, backbone, fallback)
+    reconstruction, metrics = invert_and_reconstruct(
+        backbone,
+        source,
+        job,
+        height=height,
+        width=width,
+        **hooks(task),
+    )
+    return JobResult(job.replace(width=width, height=height), [reconstruction], metrics)
+
+
+def _floor_size(height: int, width: int, multiple: int) -> tuple[int, int]:
+    return max(multiple, height // multiple * multiple), max(multiple, width // multiple * multiple)
+
+
+TASK = TaskDeclaration(
+    name="invert",
+    summary="DDIM-invert an image, reconstruct it from the noise, and report the reconstruction error.",
+    options=InvertOptions,
+    run=run,
+    inputs=JobInputs(
+        argument="image",
+        argument_help="PNG, JPEG or WebP image to invert.",
+        image="required",
+        prompt_help="Prompt to invert with (usually empty).",
+        negative_and_seed=False,
+    ),
+    schedule=Schedule(RECONSTRUCT.steps, RECONSTRUCT.guidance, guidance_help="CFG scale for inversion."),
+    steps=lambda job, options: 2 * job.steps,  # the schedule runs twice: inversion, then reconstruction
+)
