@@ -15,6 +15,7 @@ fragment's product of enclosing multipliers.
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -82,6 +83,8 @@ def parse_prompt(prompt: str) -> ParsedPrompt:
     for family, multiplier in (("(", ROUND_MULTIPLIER), ("[", SQUARE_MULTIPLIER)):
         ranges.extend((start, len(items), multiplier, family) for start in brackets[family])
     weights = _sweep(len(items), ranges)
+    if not all(math.isfinite(w) for w in weights):
+        raise ValueError("a prompt weight overflows: too many nested brackets")
     segments: list[Fragments] = [[]]
     for piece, weight in zip(items, weights, strict=True):
         if piece is None:
