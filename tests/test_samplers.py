@@ -148,5 +148,7 @@ def test_ddim_methods_refuse_other_samplers(sd15):
     with pytest.raises(ValueError, match="FreeCustom needs the DDIM sampler"):
         freecustom(sd15, "a hat", [], generator=seeded(0), num_inference_steps=2, sampler="lcm")
     # synthesis has no inversion to replay: any sampler runs
-    out = mutual_edit(sd15, "a dog", num_inference_steps=2, sampler="euler_a", generator=seeded(0), width=64, height=64)
+    out = mutual_edit(
+        sd15, "a dog", num_inference_steps=2, sampler="euler_a", generator=seeded(0), width=64, height=64
+    )
     assert len(out.images) == 1
