@@ -152,3 +152,41 @@ def test_ddim_methods_refuse_other_samplers(sd15):
         sd15, "a dog", num_inference_steps=2, sampler="euler_a", generator=seeded(0), width=64, height=64
     )
     assert len(out.images) == 1
+
+
+@pytest.mark.parametrize("name", ["dpmpp_2m", "dpmpp_2m_karras", "unipc"])
+def test_pred_x0_of_samplers_that_return_none_is_their_own(name):
+    """DPM-Solver and UniPC return no x0; the step computes it. Oracle: the scheduler's own data prediction
+    (`convert_model_output`, which those solvers step with), at the same step."""
+    from pipelines.samplers import SchedulerStep
+
+    config = tiny_sd15_pipeline().scheduler.config
+    stepper, oracle = build_scheduler(config, name), build_scheduler(config, name)
+    for s in (stepper, oracle):
+        s.set_timesteps(6)
+    sample = torch.randn(2, 4, 8, 8, generator=seeded(0))
+    for i, t in enumerate(stepper.timesteps[:3]):
+        output = torch.randn(2, 4, 8, 8, generator=seeded(10 + i))
+        if oracle.step_index is None:
+            oracle._init_step_index(t)  # as its step() does first
+        expected = oracle.convert_model_output(output, sample=sample)  # (2, 4, 8, 8)
+        oracle.step(output, t, sample)
+        sample_next, pred_x0 = SchedulerStep()(stepper, output, t, sample)
+        torch.testing.assert_close(pred_x0, expected, atol=1e-5, rtol=1e-5)
+        sample = sample_next
+
+
+def test_a_sampler_on_sdxl_matches_stock_diffusers():
+    from diffusers import StableDiffusionXLPipeline
+
+    from pipelines.tiny_models import tiny_sdxl_pipeline
+
+    sdxl = Backbone.from_pipeline(tiny_sdxl_pipeline())
+    kw = dict(num_inference_steps=3, guidance_scale=5.0, width=64, height=64)
+    ours = generate(sdxl, "a red cube", generator=seeded(0), sampler="Euler a", **kw)
+    pipe = StableDiffusionXLPipeline(**sdxl.pipe.components)
+    pipe.scheduler = build_scheduler(sdxl.scheduler_config, "euler_a")
+    pipe.set_progress_bar_config(disable=True)
+    stock = pipe("a red cube", generator=seeded(0), output_type="latent", **kw).images
+    scale = stock.abs().max()
+    torch.testing.assert_close(ours.latents / scale, stock / scale, atol=1e-4, rtol=0)
