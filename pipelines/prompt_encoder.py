@@ -110,8 +110,11 @@ def _encode_segment(pipe, provider, fragments: list[tuple[str, float]]) -> Tenso
     """One BREAK segment's weighted fragments -> (1, k*77, D); multi-vector textual inversion tokens are
     expanded first, as diffusers' `maybe_convert_prompt` does."""
     convert = getattr(pipe, "maybe_convert_prompt", None)
-    texts = [convert(t, pipe.tokenizer) if convert else t for t, _ in fragments]
-    weights = [w for _, w in fragments]
+    fragments = [(convert(t, pipe.tokenizer) if convert else t, w) for t, w in fragments]
+    # a fragment without tokens (e.g. the blank in "a [ ] b") weighs nothing, and compel cannot place it
+    tokens = provider.get_token_ids([t for t, _ in fragments], include_start_and_end_markers=False)
+    kept = [f for f, ids in zip(fragments, tokens, strict=True) if ids] or [("", 1.0)]
+    texts, weights = [t for t, _ in kept], [w for _, w in kept]
     with torch.no_grad():
         return provider.get_embeddings_for_weighted_prompt_fragments(
             text_batch=[texts], fragment_weights_batch=[weights], device=provider.text_encoder.device

@@ -201,6 +201,17 @@ def test_long_prompts_chunk_and_negatives_pad(backbone):
         assert zeros.uncond.shape[1] == 3 * 77 and not zeros.uncond.any() and not zeros.uncond_pooled.any()
 
 
+def test_any_syntax_encodes(backbone):
+    """Random A1111-syntax strings (blank weighted fragments, zero and negative weights, BREAKs) all encode."""
+    rng = random.Random(1)
+    alphabet = ["(", ")", "[", "]", ":", ":0.5)", ":0)", ":-1)", "\\(", " BREAK ", "red", " star", " ", ","]
+    texts = ["a [ ] b", "[ ]", "(:0.5)", "BREAK BREAK", ""]
+    texts += ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12))) for _ in range(40)]
+    for text in texts:
+        embeds = backbone.encode_prompts([text], [text], cfg=True)
+        assert embeds.cond.shape == embeds.uncond.shape and torch.isfinite(embeds.cond).all(), text
+
+
 def test_truncation_beyond_the_chunk_limit_says_so(backbone):
     text = "red, " * (40 * MAX_CHUNKS)
     embeds = backbone.encode_prompts([text], None, cfg=False)
