@@ -58,7 +58,11 @@ SAMPLERS: Mapping[str, Sampler] = MappingProxyType(
                 {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
             ),
             Sampler(
-                "dpmpp_sde", "DPM++ SDE", DPMSolverMultistepScheduler, {"algorithm_type": "sde-dpmsolver++"}, True
+                "dpmpp_sde",
+                "DPM++ SDE",
+                DPMSolverMultistepScheduler,
+                {"algorithm_type": "sde-dpmsolver++"},
+                stochastic=True,
             ),
             Sampler("unipc", "UniPC", UniPCMultistepScheduler),
             Sampler("lcm", "LCM", LCMScheduler, stochastic=True),
@@ -76,13 +80,12 @@ def _key(name: str) -> str:
 _BY_KEY = {
     **{_key(s.name): s.name for s in SAMPLERS.values()},
     **{_key(s.a1111): s.name for s in SAMPLERS.values()},
-    **{_key("DPM++ 2M SDE"): "dpmpp_sde"},
     **_ALIASES,
 }
 
 
 def sampler_names() -> list[str]:
-    """Every accepted spelling's canonical names and A1111 names, for help texts and error messages."""
+    """Each sampler's canonical and A1111 name (spelling is free: case, spaces, "++"/"pp"), for help texts."""
     return [n for s in SAMPLERS.values() for n in (s.name, s.a1111)]
 
 
@@ -93,10 +96,6 @@ def resolve_sampler(name: str) -> Sampler:
         valid = ", ".join(f"{s.name} ({s.a1111!r})" for s in SAMPLERS.values())
         raise ValueError(f"unknown sampler {name!r}; valid: {valid}")
     return SAMPLERS[canonical]
-
-
-def is_ddim(name: str) -> bool:
-    return resolve_sampler(name).name == "ddim"
 
 
 INVERSION_NEEDS_DDIM = "DDIM inversion needs the deterministic DDIM update to retrace its trajectory"
