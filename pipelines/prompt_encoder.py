@@ -6,9 +6,9 @@ lists `pipelines.prompt_syntax` parses, so A1111's syntax needs no translation i
 
 How the weights act (compel's rule, as in InvokeAI): a weight w > 1 scales a token's embedding away from the
 empty prompt's, e + w (z - e); w < 1 blends towards the prompt with that fragment masked out. A prompt
-longer than 75 tokens is split into 77-token chunks (at the last comma or full stop before the limit when
-there is one), each encoded alone and concatenated along the sequence, as A1111 does; `BREAK` starts a new
-chunk. Every prompt and negative of one call is padded with empty-prompt chunks to the same count (SDXL's
+longer than 75 tokens is split into 77-token chunks (at the last word end before the limit, so no word is
+cut in two, with CLIP's BPE vocabulary; at the limit otherwise), each encoded alone and concatenated along
+the sequence, as A1111 does; `BREAK` starts a new chunk. Every prompt and negative of one call is padded with empty-prompt chunks to the same count (SDXL's
 zero negative with zeros). SDXL's pooled embedding is the first chunk's, without weights (as A1111).
 At most `MAX_CHUNKS` chunks are kept; a longer prompt is truncated and a note says so.
 """
@@ -92,7 +92,9 @@ def _first(values: list[Tensor | None]) -> Tensor:
 def _provider(pipe, is_sdxl: bool) -> EmbeddingsProvider | EmbeddingsProviderMulti:
     common = dict(
         truncate=False,
-        split_long_text_mode=SplitLongTextMode.PHRASES,  # A1111 splits at the last comma before the limit
+        # WORDS, not PHRASES: compel looks back without limit for punctuation, so "a cat, <100 words>" would
+        # leave a 3-token first chunk (A1111 looks back at most 20 tokens for a comma)
+        split_long_text_mode=SplitLongTextMode.WORDS,
         dtype_for_device_getter=lambda device: pipe.text_encoder.dtype,
     )
     if not is_sdxl:

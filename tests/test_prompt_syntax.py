@@ -212,6 +212,12 @@ def test_any_syntax_encodes(backbone):
         assert embeds.cond.shape == embeds.uncond.shape and torch.isfinite(embeds.cond).all(), text
 
 
+def test_chunks_are_filled_before_splitting(backbone):
+    """103 tokens after an early comma make two chunks, not three (no 3-token chunk ending at the comma)."""
+    embeds = backbone.encode_prompts(["a cat, " + "dog " * 100], None, cfg=False)
+    assert embeds.cond.shape[1] == 2 * 77
+
+
 def test_truncation_beyond_the_chunk_limit_says_so(backbone):
     text = "red, " * (40 * MAX_CHUNKS)
     embeds = backbone.encode_prompts([text], None, cfg=False)
