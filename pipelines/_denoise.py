@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from diffusers import DDIMScheduler
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, attention_control
@@ -67,6 +68,11 @@ def denoise(
     total = len(timesteps)
     hooks = list(on_step_end)
     latents = latents.to(backbone.device, backbone.dtype)  # (N, C, h, w)
+    if teacher and not isinstance(scheduler, DDIMScheduler):
+        raise ValueError(
+            f"teacher forcing needs a DDIM scheduler, got {type(scheduler).__name__}: the stored trajectory holds "
+            "DDIM's levels, which another sampler's steps do not visit"
+        )
     if teacher:
         forcing = TeacherForcing(teacher)
         latents = forcing.start(latents, total)

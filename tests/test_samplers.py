@@ -16,7 +16,9 @@ import torch
 from diffusers import StableDiffusionImg2ImgPipeline, StableDiffusionPipeline
 from PIL import Image
 
+from attention_processors import BatchLayout
 from pipelines import Backbone, generate, img2img, invert, reconstruct
+from pipelines._denoise import denoise
 from pipelines.customize import freecustom
 from pipelines.mutual import mutual_edit
 from pipelines.samplers import SAMPLERS, build_scheduler, resolve_sampler
@@ -147,6 +149,14 @@ def test_ddim_methods_refuse_other_samplers(sd15):
         visctrl(sd15, image, mask, [(image, mask)], sampler="DPM++ 2M")
     with pytest.raises(ValueError, match="FreeCustom needs the DDIM sampler"):
         freecustom(sd15, "a hat", [], generator=seeded(0), num_inference_steps=2, sampler="lcm")
+    with pytest.raises(ValueError, match="teacher forcing needs a DDIM scheduler, got EulerDiscreteScheduler"):
+        euler = build_scheduler(sd15.scheduler_config, "euler")
+        euler.set_timesteps(2)
+        embeds = sd15.encode_prompts([""], None, cfg=False)
+        denoise(
+            sd15, inversion.x_T, scheduler=euler, timesteps=euler.timesteps, embeds=embeds,
+            layout=BatchLayout.without_cfg(["source"]), guidance_scale=1.0, teacher={0: inversion.stream(0)},
+        )  # fmt: skip
     # synthesis has no inversion to replay: any sampler runs
     out = mutual_edit(
         sd15, "a dog", num_inference_steps=2, sampler="euler_a", generator=seeded(0), width=64, height=64
