@@ -4,7 +4,9 @@ Every pipeline takes a `Backbone` (SD1.x/2.x or SDXL), draws all noise from the 
 given, runs the UNet through the studio's attention processors with the caller's controls, reports a
 `StepEvent` after each step and honours a `CancelToken` at step boundaries. All of them run the one step
 loop (`pipelines/_denoise.py`); a method that acts on the latents between steps passes step-end hooks
-(`StepEnd`, `StepEndHook`, as diffusers' `callback_on_step_end`) instead of forking it.
+(`StepEnd`, `StepEndHook`, as diffusers' `callback_on_step_end`) instead of forking it. Samplers are chosen
+by name (`pipelines.samplers`), prompts may use A1111's syntax (`pipelines.prompt_syntax`), and
+`pipelines.seeds` numbers a batch's seeds as A1111 does.
 
 The package imports each name from its module on first use (PEP 562): the torch-free `settings`
 module can then be read without loading torch, which keeps `studio --help` and the job schema fast.
@@ -32,6 +34,13 @@ _EXPORTS = {
     "Inversion": "pipelines.outputs",
     "reconstruct": "pipelines.reconstruct",
     "TeacherForcing": "pipelines.teacher",
+    "extract_loras": "pipelines.prompt_syntax",
+    "parse_prompt": "pipelines.prompt_syntax",
+    "DEFAULT_SAMPLER": "pipelines.samplers",
+    "SAMPLERS": "pipelines.samplers",
+    "resolve_sampler": "pipelines.samplers",
+    "batch_seeds": "pipelines.seeds",
+    "seeded_generators": "pipelines.seeds",
 }
 __all__ = sorted(_EXPORTS)
 

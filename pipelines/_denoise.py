@@ -1,10 +1,12 @@
-"""The one step loop of every pipeline: DDIM denoising (txt2img, img2img, reconstruction, the methods'
-multi-branch batches) and, with the inverse step, DDIM inversion.
+"""The one step loop of every pipeline: denoising with any sampler (txt2img, img2img, reconstruction, the
+methods' multi-branch batches) and, with the inverse step, DDIM inversion.
 
 Each step: check cancellation, publish the step state to the attention controls, one guided UNet call on
 the batch plan's rows, the step function, the step-end hooks (whose returned latents are adopted), then
-the `StepEvent`. Controls act inside attention; hooks act on the latents between steps (teacher forcing is
-one, see `pipelines/teacher.py`), so no method forks the loop.
+the `StepEvent`. The scheduler scales the UNet input (`scale_model_input`: sigma-space samplers such as Euler
+divide by sqrt(sigma^2 + 1); DDIM leaves it as is), so every sampler of `pipelines/samplers.py` runs here.
+Controls act inside attention; hooks act on the latents between steps (teacher forcing is one, see
+`pipelines/teacher.py`), so no method forks the loop.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from diffusers import DDIMScheduler
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, attention_control
@@ -45,11 +48,12 @@ def denoise(
     Args:
         latents: (N, C, h, w), one per stream of `layout`, at the noise level of `timesteps[0]`.
         scheduler: the scheduler `step` uses, on which `set_timesteps` was called (a `DDIMScheduler` for
-            `ddim_step`; `inverse_ddim_scheduler` for `InverseDDIMStep`).
+            `ddim_step`; `inverse_ddim_scheduler` for `InverseDDIMStep`; any sampler's for `SchedulerStep`).
         timesteps: the timesteps to run in order (a suffix of `scheduler.timesteps` for img2img; ascending
             for inversion).
         embeds: one prompt (and negative, with CFG) per stream.
-        step: the step function (`pipelines/steps.py`): `ddim_step` denoises, `InverseDDIMStep` inverts.
+        step: the step function (`pipelines/steps.py`): `ddim_step` denoises, `InverseDDIMStep` inverts;
+            `pipelines.samplers.step_for` gives any sampler's (with the job's generator for stochastic ones).
         branch: the name the controls' step state, the events and `Cancelled` carry ("denoise", "invert").
         on_step_end: hooks called in order after every step; the loop adopts the latents they return.
         teacher: teacher forcing, a convenience for `TeacherForcing(teacher)` as the first hook (stream s of
@@ -64,6 +68,11 @@ def denoise(
     total = len(timesteps)
     hooks = list(on_step_end)
     latents = latents.to(backbone.device, backbone.dtype)  # (N, C, h, w)
+    if teacher and not isinstance(scheduler, DDIMScheduler):
+        raise ValueError(
+            f"teacher forcing needs a DDIM scheduler, got {type(scheduler).__name__}: the stored trajectory holds "
+            "DDIM's levels, which another sampler's steps do not visit"
+        )
     if teacher:
         forcing = TeacherForcing(teacher)
         latents = forcing.start(latents, total)
@@ -76,7 +85,8 @@ def denoise(
             if cancel is not None:
                 cancel.check(i, total, branch)
             state.update(index=i, total=total, timestep=int(t), branch=branch, layout=layout, latent_size=latent_size)
-            model_output = plan.predict(backbone, latents, t, conditioning, guidance_scale)  # (N, C, h, w)
+            model_input = scheduler.scale_model_input(latents, t)  # (N, C, h, w); DDIM returns `latents` itself
+            model_output = plan.predict(backbone, model_input, t, conditioning, guidance_scale)  # (N, C, h, w)
             stepped, pred_x0 = step(scheduler, model_output, t, latents)  # (N, C, h, w) each, one level on
             if hooks:
                 end = StepEnd(

@@ -20,6 +20,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline, StableDiffusionXLP
 from torch import Tensor
 
 from attention_processors.layout import Half
+from pipelines.prompt_encoder import encode_with_compel, needs_compel
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class PromptEmbeds:
     uncond: Tensor | None  # (N, L, D): its negative prompt; None when encoded without CFG
     cond_pooled: Tensor | None = None  # (N, P): SDXL's pooled text_encoder_2 output
     uncond_pooled: Tensor | None = None  # (N, P)
+    notes: tuple[str, ...] = ()  # what the user should know, e.g. a prompt truncated beyond the chunk limit
 
     def __len__(self) -> int:
         return self.cond.shape[0]
@@ -158,11 +160,18 @@ class Backbone:
 
         `negative_prompts=None` means the family's default unconditional input, as in diffusers: the empty
         prompt for SD1.x/2.x; zeros for SDXL when the pipeline has `force_zeros_for_empty_prompt`.
+
+        Prompts may use A1111's syntax (weights, `BREAK`, `<lora:...>` tags, which are dropped here: read them
+        with `pipelines.prompt_syntax.extract_loras`) and run past 75 tokens (chunked); see
+        `pipelines/prompt_encoder.py`. When no prompt of the call does either, diffusers' `encode_prompt`
+        encodes them exactly as it always has.
         """
         prompts = list(prompts)
         negatives = None if negative_prompts is None else list(negative_prompts)
         if negatives is not None and len(negatives) != len(prompts):
             raise ValueError(f"got {len(negatives)} negative prompts for {len(prompts)} prompts")
+        if needs_compel(self.pipe, prompts + (negatives if cfg and negatives else [])):
+            return self._encode_with_syntax(prompts, negatives, cfg)
         if self.is_sdxl:
             cond, uncond, pooled, uncond_pooled = self.pipe.encode_prompt(
                 prompt=prompts,
@@ -174,6 +183,24 @@ class Backbone:
             return PromptEmbeds(cond, uncond if cfg else None, pooled, uncond_pooled if cfg else None)
         cond, uncond = self.pipe.encode_prompt(prompts, self.device, 1, cfg, negative_prompt=negatives)  # (N, 77, D)
         return PromptEmbeds(cond, uncond if cfg else None)
+
+    def _encode_with_syntax(self, prompts: list[str], negatives: list[str] | None, cfg: bool) -> PromptEmbeds:
+        """`encode_prompts` through compel: every prompt and negative padded to one chunk count."""
+        count = len(prompts)
+        if not cfg:
+            texts: list[str | None] = list(prompts)
+        elif negatives is not None:
+            texts = prompts + negatives
+        else:
+            zeros = self.is_sdxl and bool(getattr(self.pipe.config, "force_zeros_for_empty_prompt", False))
+            texts = prompts + [None if zeros else ""] * count
+        hidden, pooled, notes = encode_with_compel(self.pipe, self.is_sdxl, texts)
+        hidden_all = torch.cat(hidden).to(self.device)  # (N or 2N, L, D)
+        cond, uncond = hidden_all[:count], (hidden_all[count:] if cfg else None)
+        if not self.is_sdxl:
+            return PromptEmbeds(cond, uncond, notes=tuple(notes))
+        pooled_all = torch.cat(pooled).to(self.device)  # (N or 2N, P)
+        return PromptEmbeds(cond, uncond, pooled_all[:count], pooled_all[count:] if cfg else None, tuple(notes))
 
     def conditioning(
         self, embeds: PromptEmbeds, rows: Sequence[tuple[int, Half]], image_size: tuple[int, int]

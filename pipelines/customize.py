@@ -28,6 +28,7 @@ from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.events import CancelToken, StepCallback
 from pipelines.outputs import GenerationOutput
 from pipelines.settings import FREECUSTOM_RUN, FreeCustomRunSettings  # noqa: F401 - re-exported
+from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def freecustom(
     height: int | None = None,
     generator: Generators | None = None,
     reference_seed: int = FREECUSTOM_RUN.reference_seed,
+    sampler: str = DEFAULT_SAMPLER,
     steps: StepWindow | None = None,
     sites: SiteFilter | None = None,
     controls: Sequence[Control] = (),
@@ -90,10 +92,13 @@ def freecustom(
             the items' generators so that item i of a batch equals a single run of item i.
         steps, sites: where MRSA acts; default all steps, decoder self-attention at the two highest
             resolutions.
+        sampler: must be DDIM: the references are re-noised with DDIM's forward process at each step and
+            teacher-forced, which a multistep or sigma-space sampler's state would not follow.
         max_memory_bytes: refuse to run (ValueError with the estimate) when the estimated peak exceeds it.
         Other arguments: as `pipelines.generate.generate`.
     """
     # 1. validate
+    require_ddim(sampler, "FreeCustom", "its references are re-noised to DDIM's levels and teacher-forced each step")
     prompts = as_list(prompt, "prompt")
     negatives = negatives_for(negative_prompt, len(prompts))
     height, width = backbone.resolve_size(height, width)
@@ -123,7 +128,11 @@ def freecustom(
     refs = (
         backbone.encode_prompts(captions, negatives_for(negative_prompt, len(captions)), cfg=cfg) if captions else None
     )
-    embeds = items if refs is None else _concat(items, refs)
+    if refs is not None and refs.cond.shape[1] != items.cond.shape[1]:  # long or BREAK prompts: one chunk count
+        both = None if negatives is None else negatives + negatives_for(negative_prompt, len(captions))
+        embeds = backbone.encode_prompts(prompts + captions, both, cfg=cfg)
+    else:
+        embeds = items if refs is None else _concat(items, refs)
     # 3. prepare latents, layout, schedule and the re-noised references
     targets = ["target"] * len(prompts)
     roles = targets + ["reference"] * len(references)

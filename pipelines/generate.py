@@ -1,4 +1,4 @@
-"""Text-to-image with DDIM, through the studio's attention processors."""
+"""Text-to-image with any sampler (DDIM by default), through the studio's attention processors."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput
 from pipelines.settings import GENERATE, GenerateSettings  # noqa: F401 - re-exported
+from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, step_for
 
 
 @torch.no_grad()
@@ -28,6 +29,7 @@ def generate(
     negative_prompt: str | Sequence[str] | None = None,
     num_inference_steps: int = GENERATE.steps,
     guidance_scale: float = GENERATE.guidance,
+    sampler: str = DEFAULT_SAMPLER,
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,
@@ -44,6 +46,9 @@ def generate(
         negative_prompt: a string for every item, a list (one per item), or None for the family's default
             unconditional input (SD1.x/2.x: the empty prompt; SDXL: zeros), as in diffusers.
         guidance_scale: classifier-free guidance weight; <= 1 runs without CFG (one UNet row per item).
+        sampler: a name from `pipelines.samplers` (ours or A1111's: "euler_a" or "Euler a"); the scheduler is
+            built from the model's scheduler config for this run. Stochastic samplers draw their per-step noise
+            from `generator` after the initial noise (a list: item i's from generator i).
         width, height: pixels, multiples of `backbone.size_multiple`; default `backbone.default_size`.
         generator: draws the initial noise. With a list (one per item), item i equals a single run with
             `generator[i]`; with one generator, item i takes its i-th draw. Unused when `latents` is given.
@@ -66,6 +71,7 @@ def generate(
     shape = (backbone.latent_channels, latent_h, latent_w)
     if latents is not None and tuple(latents.shape) != (len(prompts), *shape):
         raise ValueError(f"latents must have shape {(len(prompts), *shape)}, got {tuple(latents.shape)}")
+    step = step_for(sampler, generator)
     cfg = guidance_scale > 1.0
 
     # 2. encode
@@ -74,7 +80,7 @@ def generate(
     # 3. prepare latents, layout and schedule
     roles = ["target"] * len(prompts)
     layout = BatchLayout.with_cfg(roles) if cfg else BatchLayout.without_cfg(roles)
-    scheduler = backbone.ddim_scheduler()
+    scheduler = build_scheduler(backbone.scheduler_config, sampler)
     scheduler.set_timesteps(num_inference_steps, device=backbone.device)
     if latents is None:
         latents = draw_noise(len(prompts), shape, generator, backbone.device, backbone.dtype)  # (N, C, h, w)
@@ -90,6 +96,7 @@ def generate(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=controls,
+        step=step,
         on_step_end=on_step_end,
         on_step=on_step,
         cancel=cancel,
@@ -97,4 +104,4 @@ def generate(
 
     # 5. decode
     images = backbone.latents_to_pil(latents)
-    return GenerationOutput(images=images, latents=latents)
+    return GenerationOutput(images=images, latents=latents, notes=embeds.notes)

@@ -38,7 +38,7 @@ class StepEnd:
     pred_x0: Tensor  # the step's predicted clean latents
     latents: Tensor  # the latents after the step and after the hooks before this one; never edit in place
     plan: BatchPlan  # which stream is which (role, item): `plan.keys`, `plan.streams_of(role)`, `plan.layout`
-    scheduler: Any  # the scheduler the step used (DDIMScheduler; DDIMInverseScheduler for "invert")
+    scheduler: Any  # the scheduler the step used (the run's sampler; DDIMInverseScheduler for "invert")
 
 
 StepEndHook = Callable[[StepEnd], Tensor | None]

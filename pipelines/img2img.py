@@ -1,4 +1,4 @@
-"""Image-to-image with DDIM (SDEdit): noise the image's latents part-way, then denoise with the prompt."""
+"""Image-to-image (SDEdit): noise the image's latents part-way, then denoise with the prompt (any sampler)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput
+from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, step_for
 
 
 @torch.no_grad()
@@ -26,6 +27,7 @@ def img2img(
     negative_prompt: str | Sequence[str] | None = None,
     num_inference_steps: int = 25,
     guidance_scale: float = 5.0,
+    sampler: str = DEFAULT_SAMPLER,
     width: int | None = None,
     height: int | None = None,
     generator: Generators,
@@ -62,6 +64,7 @@ def img2img(
     start_steps = min(int(num_inference_steps * strength), num_inference_steps)
     if start_steps < 1:
         raise ValueError(f"strength {strength} with {num_inference_steps} steps runs no step; raise either of them")
+    step = step_for(sampler, generator)
     cfg = guidance_scale > 1.0
 
     # 2. encode
@@ -71,9 +74,12 @@ def img2img(
     # 3. prepare latents, layout and schedule
     roles = ["target"] * len(prompts)
     layout = BatchLayout.with_cfg(roles) if cfg else BatchLayout.without_cfg(roles)
-    scheduler = backbone.ddim_scheduler()
+    scheduler = build_scheduler(backbone.scheduler_config, sampler)
     scheduler.set_timesteps(num_inference_steps, device=backbone.device)
-    timesteps = scheduler.timesteps[num_inference_steps - start_steps :]  # the last `start_steps` steps
+    first = (num_inference_steps - start_steps) * scheduler.order
+    timesteps = scheduler.timesteps[first:]  # the last `start_steps` steps
+    if hasattr(scheduler, "set_begin_index"):
+        scheduler.set_begin_index(first)  # as diffusers' img2img: sigma-indexed samplers start mid-schedule
     shape = (backbone.latent_channels, latent_h, latent_w)
     noise = draw_noise(len(prompts), shape, generator, backbone.device, backbone.dtype)  # (N, C, h, w)
     latents = scheduler.add_noise(clean, noise, timesteps[:1])  # (N, C, h, w) at the level of timesteps[0]
@@ -88,6 +94,7 @@ def img2img(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=controls,
+        step=step,
         on_step_end=on_step_end,
         on_step=on_step,
         cancel=cancel,
@@ -95,4 +102,4 @@ def img2img(
 
     # 5. decode
     images_out = backbone.latents_to_pil(latents)
-    return GenerationOutput(images=images_out, latents=latents)
+    return GenerationOutput(images=images_out, latents=latents, notes=embeds.notes)

@@ -24,6 +24,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import LatentRecorder, StepEndHook
 from pipelines.outputs import Inversion
+from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
 from pipelines.steps import InverseDDIMStep, inverse_ddim_scheduler
 
 
@@ -39,6 +40,7 @@ def invert(
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,
+    sampler: str = DEFAULT_SAMPLER,
     controls: Sequence[Control] = (),
     on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
@@ -60,6 +62,8 @@ def invert(
         negative_prompt: the uncond input under CFG; None is the family default (see `generate`).
         generator: unused by deterministic DDIM inversion; accepted so callers can hand every pipeline the
             job's generator, and so that stochastic inversion options can be added without an API change.
+        sampler: must be DDIM (any spelling); accepted so a job's sampler option reaches here and a
+            non-DDIM one is refused with the reason rather than silently ignored.
         controls: attention controls; the step state's branch is "invert" and its index counts up from the
             clean end (step 0 goes from z_0 to z_1).
         on_step_end: step-end hooks (`pipelines.hooks`), branch "invert"; the trajectory records the
@@ -72,6 +76,7 @@ def invert(
     """
     # 1. validate
     del generator  # see the docstring: deterministic DDIM draws no noise
+    require_ddim(sampler, "inversion")
     if num_inference_steps < 1:
         raise ValueError(f"num_inference_steps must be >= 1, got {num_inference_steps}")
     if isinstance(image_or_latents, Tensor):

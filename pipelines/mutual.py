@@ -26,6 +26,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
 from pipelines.settings import MUTUAL, MutualSettings  # noqa: F401 - re-exported
+from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, require_ddim, step_for
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,7 @@ def mutual_edit(
     negative_prompt: str | None = None,
     num_inference_steps: int = MUTUAL.steps,
     guidance_scale: float = MUTUAL.guidance,
+    sampler: str = DEFAULT_SAMPLER,
     inversion_guidance_scale: float = MUTUAL.inversion_guidance,
     width: int | None = None,
     height: int | None = None,
@@ -65,11 +67,15 @@ def mutual_edit(
         start: first controlled step as a fraction of the schedule (MasaCtrl: step 4 of 50).
         levels: decoder self-attention at this many highest resolutions (MasaCtrl: 2, i.e. blocks 10–15).
         sites: overrides `levels` with any site filter.
+        sampler: any sampler for synthesis; a real source image needs DDIM (its row replays a DDIM inversion).
         inversion_guidance_scale: CFG during inversion of a real source (1: none, the usual choice).
         generator: the shared initial noise for synthesis (unused for real images, which start at x_T).
     """
     # 1. validate
     targets = as_list(target_prompt, "target_prompt")
+    if source_image is not None:
+        require_ddim(sampler, "mutual self-attention editing of a real image")
+    step = step_for(sampler, generator)
     control = MutualSelfAttention(
         steps=StepWindow(start, 1.0), sites=sites or decoder_self_attention(levels), masks=masks
     )
@@ -79,7 +85,7 @@ def mutual_edit(
     negatives = None if negative_prompt is None else [negative_prompt] * len(prompts)
     embeds = backbone.encode_prompts(prompts, negatives, cfg=cfg)
     # 3. prepare the source (inverted or synthesised) and the shared start noise
-    scheduler = backbone.ddim_scheduler()
+    scheduler = build_scheduler(backbone.scheduler_config, sampler)
     scheduler.set_timesteps(num_inference_steps, device=backbone.device)
     teacher = None
     if source_image is not None:
@@ -116,6 +122,7 @@ def mutual_edit(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=[control, *controls],
+        step=step,
         teacher=teacher,
         on_step=on_step,
         cancel=cancel,

@@ -12,6 +12,7 @@ from torch import Tensor
 class GenerationOutput:
     images: list[PIL.Image.Image]  # one per item
     latents: Tensor  # (N, C, h, w) final scaled latents, before the VAE decode
+    notes: tuple[str, ...] = ()  # for the user, e.g. a prompt truncated beyond the chunk limit
 
 
 @dataclass(frozen=True)

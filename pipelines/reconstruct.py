@@ -22,6 +22,7 @@ from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput, Inversion
 from pipelines.settings import RECONSTRUCT, ReconstructSettings  # noqa: F401 - re-exported
+from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
 
 
 @torch.no_grad()
@@ -33,6 +34,7 @@ def reconstruct(
     negative_prompt: str | Sequence[str] | None = None,
     guidance_scale: float = RECONSTRUCT.guidance,
     teacher_forcing: bool = False,
+    sampler: str = DEFAULT_SAMPLER,
     controls: Sequence[Control] = (),
     on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
@@ -46,9 +48,11 @@ def reconstruct(
         teacher_forcing: overwrite every item with its stored trajectory after each step, so the output is
             the inverted latents z_0 exactly (the rows still run through the UNet and the controls). The
             forcing is the first step-end hook (`pipelines.teacher.TeacherForcing`); `on_step_end` run after it.
+        sampler: must be DDIM: the inversion's levels are DDIM's, and teacher forcing replays them.
         Other arguments: as `pipelines.generate.generate`; the batch rows have role "source".
     """
     # 1. validate
+    require_ddim(sampler, "reconstruction of a DDIM inversion")
     count = inversion.x_T.shape[0]
     prompts = as_list(prompt, "prompt")
     prompts = prompts * count if len(prompts) == 1 else prompts

@@ -34,6 +34,7 @@ from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
 from pipelines.outputs import Inversion
 from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings  # noqa: F401 - re-exported
+from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,7 @@ def visctrl(
     crop: bool = VISCTRL_RUN.crop,
     margin: float = VISCTRL_RUN.margin,
     size: int | None = None,
+    sampler: str = DEFAULT_SAMPLER,
     controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
@@ -72,8 +74,10 @@ def visctrl(
         alpha, sample_fraction: FGS weight of the already-edited views and share of their tokens sampled.
         crop: edit a square crop around each mask (official behaviour); False edits the whole square image.
         size: working resolution (default: the model's native size).
+        sampler: must be DDIM: both images are DDIM-inverted and the reference row replays its trajectory.
     """
     # 1. validate
+    require_ddim(sampler, "VisCtrl")
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     if not targets:
