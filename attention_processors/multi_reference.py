@@ -15,16 +15,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import torch
-from annotated_types import Interval, doc
 from torch import Tensor
 
-from attention_processors.settings import FREECUSTOM, FreeCustomSettings  # noqa: F401 - re-exported
 from attention_processors.control import AttentionCall, AttentionGroup, Control, take_rows
 from attention_processors.masks import TokenMaskCache
 from attention_processors.selection import SiteFilter, StepWindow, decoder_self_attention
+from attention_processors.settings import FREECUSTOM, FreeCustomSettings  # noqa: F401 - re-exported
 from attention_processors.sites import Site
 from attention_processors.state import StepState
 

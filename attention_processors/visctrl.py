@@ -20,15 +20,13 @@ which is what makes the views consistent with each other.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated
 
 import torch
-from annotated_types import Interval, doc
 
-from attention_processors.settings import VISCTRL, VisCtrlSettings  # noqa: F401 - re-exported
 from attention_processors.control import AttentionCall, AttentionGroup, take_rows
 from attention_processors.mutual_self_attention import MutualSelfAttention
 from attention_processors.selection import SiteFilter, StepWindow
+from attention_processors.settings import VISCTRL, VisCtrlSettings  # noqa: F401 - re-exported
 
 
 def visctrl_sites() -> SiteFilter:

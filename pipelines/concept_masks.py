@@ -16,8 +16,8 @@ from torch import Tensor
 
 from attention_processors import BatchLayout, attention_control
 from attention_processors.attention_maps import CrossAttentionMaps
-from pipelines.batch_plan import BatchPlan
 from pipelines.backbone import Backbone
+from pipelines.batch_plan import BatchPlan
 
 
 def token_positions(backbone: Backbone, caption: str, word: str) -> list[int]:

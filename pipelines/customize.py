@@ -12,11 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
 import PIL.Image
 import torch
-from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
@@ -27,8 +25,8 @@ from pipelines._inputs import Generators, as_list, draw_noise, negatives_for
 from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.events import CancelToken, StepCallback
 from pipelines.outputs import GenerationOutput
-from pipelines.settings import FREECUSTOM_RUN, FreeCustomRunSettings  # noqa: F401 - re-exported
 from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
+from pipelines.settings import FREECUSTOM_RUN, FreeCustomRunSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated
 
 import torch
-from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control
@@ -17,8 +14,8 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput
-from pipelines.settings import GENERATE, GenerateSettings  # noqa: F401 - re-exported
 from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, step_for
+from pipelines.settings import GENERATE, GenerateSettings  # noqa: F401 - re-exported
 
 
 @torch.no_grad()

@@ -10,11 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
 import PIL.Image
 import torch
-from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
@@ -25,8 +23,8 @@ from pipelines._inputs import Generators, as_list, draw_noise
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
-from pipelines.settings import MUTUAL, MutualSettings  # noqa: F401 - re-exported
 from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, require_ddim, step_for
+from pipelines.settings import MUTUAL, MutualSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

@@ -8,11 +8,8 @@ same loop with a partly forced batch is what real-image editing methods run.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Annotated
 
 import torch
-from annotated_types import Interval, doc
 
 from attention_processors import BatchLayout, Control
 from pipelines._denoise import denoise
@@ -21,8 +18,8 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.outputs import GenerationOutput, Inversion
-from pipelines.settings import RECONSTRUCT, ReconstructSettings  # noqa: F401 - re-exported
 from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
+from pipelines.settings import RECONSTRUCT, ReconstructSettings  # noqa: F401 - re-exported
 
 
 @torch.no_grad()

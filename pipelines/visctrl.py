@@ -18,11 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated
 
 import PIL.Image
 import torch
-from annotated_types import Interval, doc
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, StepWindow
@@ -33,8 +31,8 @@ from pipelines.canvas import object_canvas, whole_image_canvas
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
 from pipelines.outputs import Inversion
-from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings  # noqa: F401 - re-exported
 from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
+from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
