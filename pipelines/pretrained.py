@@ -1,9 +1,10 @@
-"""Read a local diffusers folder as a text-to-image pipeline: safetensors weights only, DDIM, quiet.
+"""Read a local diffusers folder as a text-to-image pipeline: safetensors weights only, quiet.
 
 Why one place: every pipeline the studio runs, and every one the bundled model's own evaluation runs, is
 read the same way: `use_safetensors=True` (diffusers and transformers then take the safetensors weights
-and never fall back to a pickle), the DDIM scheduler that every method assumes (inversion runs it
-backwards), and diffusers' progress bars off (callers report progress themselves). Checking an untrusted
+and never fall back to a pickle) and diffusers' progress bars off (callers report progress themselves).
+The pipeline's own scheduler is left as the model ships it: every studio pipeline builds a fresh
+scheduler per run from its config (DDIM by default, or the sampler asked for; `pipelines/samplers.py`). Checking an untrusted
 folder, downloading from the hub and turning failures into user-facing errors belong to the caller
 (studio/loading.py); this module is only the read.
 """
@@ -27,11 +28,8 @@ def read_pretrained(
     return cls.from_pretrained(str(folder), use_safetensors=True, **kwargs)
 
 
-def use_ddim(pipe: DiffusionPipeline) -> DiffusionPipeline:
-    """Swap in a DDIM scheduler built from the pipeline's own scheduler config and silence progress bars."""
-    from diffusers import DDIMScheduler
-
-    pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+def quiet_progress(pipe: DiffusionPipeline) -> DiffusionPipeline:
+    """Silence diffusers' progress bars (the studio reports progress itself); the scheduler is left alone."""
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -39,5 +37,5 @@ def use_ddim(pipe: DiffusionPipeline) -> DiffusionPipeline:
 def load_pretrained(
     folder: str | os.PathLike[str], pipeline_class: type[DiffusionPipeline] | None = None, **kwargs: Any
 ) -> DiffusionPipeline:
-    """A local folder read by `read_pretrained` and set to DDIM by `use_ddim`."""
-    return use_ddim(read_pretrained(folder, pipeline_class, **kwargs))
+    """A local folder read by `read_pretrained`, its progress bars off."""
+    return quiet_progress(read_pretrained(folder, pipeline_class, **kwargs))

@@ -71,6 +71,12 @@ class JobSpec(BaseModel):
         default_factory=dict, description="The primary task's options, under the task's name."
     )
     controls: tuple[ControlSpec, ...] = Field((), description="Extra controls added to the task's pipeline call.")
+    inputs: dict[StrictStr, Annotated[StrictStr, Field(pattern=r"^[0-9a-f]{16}$")]] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="SHA-256 prefix of each input file by the path the job names it: recorded by a run, checked"
+        " when the job runs again.",
+    )
     version: Literal[2] = Field(SCHEMA_VERSION, description="Job spec schema version.")
 
     _registry: Any = PrivateAttr(default=None)  # what the job was checked against (`studio.jobs.Job` sets it)

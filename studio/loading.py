@@ -1,9 +1,9 @@
-"""Load a resolved model reference into a diffusers pipeline, safetensors only, with a DDIM scheduler.
+"""Load a resolved model reference into a diffusers pipeline, safetensors only.
 
 Why: the four reference kinds load differently (folder or hub through `from_pretrained`, a checkpoint
 through `from_single_file`), but every pipeline the studio hands out must look the same: weights read
-only from safetensors (`use_safetensors=True`), the DDIM scheduler that every method assumes, diffusers'
-own progress bars off (the studio reports progress itself), and the device/memory policy applied. Errors
+only from safetensors (`use_safetensors=True`), the model's own scheduler left as it ships (each run
+builds the sampler it needs from its config), diffusers' own progress bars off (the studio reports progress itself), and the device/memory policy applied. Errors
 from the hub or diffusers are turned into one-line `StudioError`s here; their cause stays chained for
 `--debug`.
 """
@@ -119,8 +119,8 @@ def _load_pretrained(ref: ModelRef, dtype: object) -> DiffusionPipeline:
 
 
 def load_pipeline(ref: ModelRef, policy: DevicePolicy, *, single_file_config: str | None = None) -> DiffusionPipeline:
-    """Load `ref` as an SD1.x/2.x or SDXL text-to-image pipeline with a DDIM scheduler, placed per `policy`."""
-    from pipelines.pretrained import use_ddim
+    """Load `ref` as an SD1.x/2.x or SDXL text-to-image pipeline, placed per `policy`."""
+    from pipelines.pretrained import quiet_progress
 
     if ref.kind is ModelKind.SINGLE_FILE:
         pipe = _load_single_file(ref, policy.dtype, single_file_config)
@@ -132,7 +132,7 @@ def load_pipeline(ref: ModelRef, policy: DevicePolicy, *, single_file_config: st
             f" {' and '.join(SUPPORTED_PIPELINES)}"
         )
     try:
-        return place_pipeline(use_ddim(pipe), policy)
+        return place_pipeline(quiet_progress(pipe), policy)
     except StudioError:
         raise
     except (RuntimeError, ValueError) as exc:

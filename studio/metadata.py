@@ -62,6 +62,7 @@ def portable_job(job: Job, *, cwd: Path | None = None, home: Path | None = None)
         for key in parents:
             holder = holder[key]
         holder[last] = portable_path(holder[last], cwd=cwd, home=home)
+    data["inputs"] = {portable_path(k, cwd=cwd, home=home): v for k, v in job.inputs.items()}
     return Job.from_dict(data, job.registry)
 
 

@@ -13,10 +13,12 @@ CPU `torch.Generator` seeded with the job's seed, so a seed means the same noise
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 from studio.declarations import TaskRun
 from studio.errors import JobCancelledError, RunError
+from studio.input_hashes import checked_input_hashes
 from studio.jobs import Job
 from studio.model_cache import ModelCache
 from studio.results import EventCallback, JobResult, RunEvent
@@ -65,6 +67,7 @@ def run_job(
     task = registry.task(job.task)
     options = registry.task_options(job)
     total = task.steps(job, options)
+    hashes = checked_input_hashes(job)  # before any model loads: a changed input is refused at once
     if on_event is not None:
         on_event(RunEvent("load", 0, total))
     pipe = models.get(job.model)
@@ -78,7 +81,8 @@ def run_job(
         controls += declaration.build(registry.control_options(spec, index), job, backbone)
     progress = _Progress(total, on_event)
     try:
-        return task.run(TaskRun(job, options, backbone, controls, progress, cancel))
+        result = task.run(TaskRun(job, options, backbone, controls, progress, cancel))
+        return replace(result, job=result.job.replace(inputs=hashes))
     except Cancelled as exc:
         raise JobCancelledError(f"job cancelled ({exc})") from exc
     except torch.OutOfMemoryError as exc:

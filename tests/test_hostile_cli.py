@@ -105,6 +105,18 @@ def _hostile_folder(folder: Path, tiny: Path) -> str:
     return "hostile-model"
 
 
+def _rerun_with_changed_input(folder: Path) -> list[str]:
+    """An invert output whose input has since been replaced by another picture of the same name."""
+    from studio.cli import app as studio_app
+    from typer.testing import CliRunner
+
+    _png(folder, "base.png")
+    made = CliRunner().invoke(studio_app, invert("base.png", "--out", "made.png"))
+    assert made.exit_code == 0, made.output
+    Image.new("RGB", (64, 64), (9, 9, 9)).save(folder / "base.png")
+    return ["run", "made.png", "--device", "cpu"]
+
+
 def invert(image: str, *extra: str) -> list[str]:
     return ["invert", image, *TINY, "--steps", "1", *extra]
 
@@ -168,6 +180,12 @@ CASES: list[Case] = [
     Case("precision-unknown", lambda d: gen("--precision", "fp8"), 2),
     Case("memory-unknown", lambda d: gen("--memory", "lots"), 2),
     Case("freecustom-no-ref", lambda d: ["freecustom", "a cat", *TINY], 2),
+    Case("visctrl-passes-a-million", lambda d: ["visctrl", _png(d, "a.png"), "--reference", _png(d, "b.png"),
+                                                "--passes", "1000000", *TINY], 2, "between 1 and 20"),
+    Case("mutual-levels-99", lambda d: ["mutual", "a dog", "--levels", "99", *TINY], 2, "between 1 and 3"),
+    Case("mutual-levels-negative", lambda d: ["mutual", "a dog", "--levels", "-1", *TINY], 2, "between 1 and 3"),
+    Case("size-8192-square", lambda d: gen("--width", "8192", "--height", "8192"), 2, "GiB at its peak"),
+    Case("invert-phone-photo-ok", lambda d: invert(_png(d, "phone.jpg", (4032, 3024))), 0),
     Case("visctrl-view-mask-count", lambda d: ["visctrl", _png(d, "a.png"), "--reference", _png(d, "b.png"),
                                                "--view", _png(d, "c.png"), "--view-mask", _mask(d, "m.png"),
                                                "--view-mask", _mask(d, "n.png"), *TINY], 2, "--view-mask"),
@@ -187,6 +205,7 @@ CASES: list[Case] = [
     Case("job-missing-image", lambda d: ["run", _job(d, "j.json", _good_job(task="invert", image="gone.png"))], 2,
          "gone.png"),
     Case("job-a-folder", lambda d: (d / "jobs").mkdir() or ["run", "jobs"], 2),
+    Case("job-input-changed-since", lambda d: _rerun_with_changed_input(d), 2, "not the file this job was made with"),
     # --- metadata -----------------------------------------------------------------------------------------
     Case("inspect-10mb-parameters", lambda d: ["inspect", _png_with_text(d, "p.png", "parameters", "a" * 10_000_000)],
          2, "limit"),

@@ -130,8 +130,10 @@ def test_toyworld_resolves_or_says_it_is_missing():
         assert ref.kind is ModelKind.PROVIDED and Path(ref.location, "model_index.json").is_file()
 
 
-def test_local_diffusers_folder_loads_with_ddim(tiny_sd15_dir, tmp_path):
-    from diffusers import DDIMScheduler, StableDiffusionPipeline
+def test_local_diffusers_folder_loads_and_keeps_its_own_scheduler(tiny_sd15_dir, tmp_path):
+    from diffusers import StableDiffusionPipeline
+
+    from pipelines.backbone import Backbone
 
     folder = tmp_path / "pndm-model"
     shutil.copytree(tiny_sd15_dir, folder)
@@ -139,14 +141,17 @@ def test_local_diffusers_folder_loads_with_ddim(tiny_sd15_dir, tmp_path):
     config = json.loads(config_path.read_text())
     config["_class_name"] = "PNDMScheduler"  # as real SD1.5 folders ship
     config_path.write_text(json.dumps(config))
+    index = json.loads((folder / "model_index.json").read_text())
+    index["scheduler"] = ["diffusers", "PNDMScheduler"]
+    (folder / "model_index.json").write_text(json.dumps(index))
 
     ref = resolve_model_ref(str(folder))
     assert (ref.kind, ref.family) == (ModelKind.FOLDER, CheckpointFamily.SD)
     models = ModelCache()
     pipe = models.get(str(folder))
     assert isinstance(pipe, StableDiffusionPipeline)
-    assert isinstance(pipe.scheduler, DDIMScheduler)
-    assert pipe.scheduler.config.beta_end == config["beta_end"]
+    assert type(pipe.scheduler).__name__ == "PNDMScheduler"  # the model's own scheduler is never replaced
+    assert Backbone.from_pipeline(pipe).ddim_scheduler().config.beta_end == config["beta_end"]
     assert models.get(str(folder)) is pipe and models.loads == 1
 
 

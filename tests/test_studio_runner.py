@@ -95,12 +95,32 @@ def test_pixel_error_against_known_values():
 @pytest.mark.slow
 def test_invert_task_reconstructs_and_measures(models, tiny_sd15_dir, tmp_path):
     source = tmp_path / "in.png"
-    Image.effect_noise((80, 72), 40).convert("RGB").save(source)  # not a multiple of 8 wide: floored to 80x72
+    Image.effect_noise((56, 48), 40).convert("RGB").save(source)  # within the 64x64 working area: kept
     job = Job(task="invert", model=str(tiny_sd15_dir), image=str(source), steps=2, guidance=1.0)
     events: list[RunEvent] = []
     result = run_job(job, models, on_event=events.append)
-    assert (result.job.width, result.job.height) == (80, 72) == result.images[0].size
+    assert (result.job.width, result.job.height) == (56, 48) == result.images[0].size
     assert [e.step for e in events if e.phase != "load"] == [1, 2, 3, 4]  # inversion, then reconstruction
     assert {e.phase for e in events} == {"load", "invert", "denoise"}
     expected = pixel_error(open_image(source), result.images[0])
     assert result.metrics == pytest.approx(expected)
+
+
+@pytest.mark.slow
+def test_an_input_larger_than_the_working_size_is_brought_to_it_unless_a_size_is_asked(
+    models, tiny_sd15_dir, tmp_path
+):
+    """The tiny model works at 64x64; a 4:3 'phone photo' of 400x300 runs at its area, aspect kept."""
+    source = tmp_path / "photo.jpg"
+    Image.effect_noise((400, 300), 40).convert("RGB").save(source)
+    job = Job(task="invert", model=str(tiny_sd15_dir), image=str(source), steps=1, guidance=1.0)
+    width, height = run_job(job, models).images[0].size
+    assert width * height <= 64 * 64 and width % 8 == height % 8 == 0 and width > height
+    asked = run_job(job.replace(width=400, height=296), models).images[0].size
+    assert asked == (400, 296)
+
+
+def test_a_size_that_cannot_fit_in_memory_is_refused_before_allocating(models, tiny_sd15_dir):
+    job = Job(task="generate", model=str(tiny_sd15_dir), prompt="x", steps=1, width=8192, height=8192)
+    with pytest.raises(JobSpecError, match=r"8192x8192 needs about [\d,.]+ GiB at its peak"):
+        run_job(job, models)

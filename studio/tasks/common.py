@@ -6,6 +6,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from studio.errors import JobSpecError
+from studio.working_size import ModelShape, available_bytes, check_fits, estimate_peak_bytes, fit_to_area
 
 if TYPE_CHECKING:
     from pipelines.backbone import Backbone
@@ -23,13 +24,38 @@ def generator(seed: int) -> Any:
     return torch.Generator("cpu").manual_seed(seed)
 
 
-def size_of(job: Job, backbone: Backbone, fallback: tuple[int, int] | None = None) -> tuple[int, int]:
-    """(height, width): the job's, else `fallback`, else the model's default; refused if the model can't."""
-    fallback_h, fallback_w = fallback or (None, None)
+def size_of(
+    job: Job, backbone: Backbone, image_size: tuple[int, int] | None = None, *, rows: int = 2
+) -> tuple[int, int]:
+    """(height, width) to run at: the job's, else the input image's brought to the model's working area, else
+    the model's default; refused with a one-line error if the model cannot run it or it cannot fit in memory.
+
+    An input larger than the model's working area (its default size) is scaled down to that area, aspect
+    kept (a phone photo is 4032x3024); a user who wants the full size asks for it with --width/--height.
+    `rows` is how many images one UNet call carries (2 with classifier-free guidance).
+    """
+    fallback_h = fallback_w = None
+    if image_size is not None:
+        default_h, default_w = backbone.default_size
+        image_h, image_w = image_size
+        fallback_w, fallback_h = fit_to_area(image_w, image_h, default_h * default_w, backbone.size_multiple)
     try:
-        return backbone.resolve_size(job.height or fallback_h, job.width or fallback_w)
+        height, width = backbone.resolve_size(job.height or fallback_h, job.width or fallback_w)
     except ValueError as exc:
         raise JobSpecError(f"invalid job for this model: {exc}") from exc
+    check_memory(backbone, height, width, rows=rows)
+    return height, width
+
+
+def check_memory(backbone: Backbone, height: int, width: int, *, rows: int = 2) -> None:
+    """Refuse a size whose largest tensors would not fit in the device's free memory, before allocating."""
+    import torch
+
+    shape = ModelShape.of(dict(backbone.unet.config), dict(backbone.vae.config))
+    dtype_bytes = torch.finfo(backbone.dtype).bits // 8
+    fused = backbone.device.type == "cuda"  # SDPA's flash and memory-efficient kernels never form the scores
+    estimate = estimate_peak_bytes(shape, width, height, rows=rows, dtype_bytes=dtype_bytes, fused_attention=fused)
+    check_fits(estimate, available_bytes(str(backbone.device)), width, height)
 
 
 def method_errors(method: str):

@@ -19,8 +19,7 @@ def run(task: TaskRun) -> JobResult:
     job, backbone = task.job, task.backbone
     assert job.image is not None  # the registry guarantees it for this task
     source = open_image(job.image)
-    fallback = _floor_size(source.height, source.width, backbone.size_multiple)
-    height, width = size_of(job, backbone, fallback)
+    height, width = size_of(job, backbone, (source.height, source.width))
     reconstruction, metrics = invert_and_reconstruct(
         backbone,
         source,
@@ -30,10 +29,6 @@ def run(task: TaskRun) -> JobResult:
         **hooks(task),
     )
     return JobResult(job.replace(width=width, height=height), [reconstruction], metrics)
-
-
-def _floor_size(height: int, width: int, multiple: int) -> tuple[int, int]:
-    return max(multiple, height // multiple * multiple), max(multiple, width // multiple * multiple)
 
 
 TASK = TaskDeclaration(

@@ -51,7 +51,8 @@ def run(task: TaskRun) -> JobResult:
         )
     elif job.image:
         source = open_image(job.image)
-    height, width = size_of(job, backbone, (source.height, source.width) if source is not None else None)
+    source_size = (source.height, source.width) if source is not None else None
+    height, width = size_of(job, backbone, source_size, rows=4)  # source and target, both CFG halves
     if opts.masked:
         with method_errors("mutual"):
             masks = MaskPair(source_mask, load_mask(opts.target_mask, name="target mask"))
