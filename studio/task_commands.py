@@ -227,7 +227,7 @@ def _records(name: str, info: FieldInfo, zipped: Zipped, values: dict[str, Any])
 
 def parse_control(text: str) -> dict[str, Any]:
     """`KIND` or `KIND:key=value,key=value` as a control spec; a value is JSON if it parses, else text."""
-    import json
+    from studio.safe_json import MAX_JSON_DEPTH, JsonError, nesting_depth, parse_json
 
     kind, _, rest = text.partition(":")
     options: dict[str, Any] = {}
@@ -235,10 +235,12 @@ def parse_control(text: str) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
             raise InputError(f"--control {text!r}: write KIND:key=value,key=value")
+        if nesting_depth(value) > MAX_JSON_DEPTH:
+            raise InputError(f"--control {kind.strip()}: the value of {key.strip()} is nested too deeply")
         try:
-            options[key.strip()] = json.loads(value)
-        except ValueError:
-            options[key.strip()] = value
+            options[key.strip()] = parse_json(value, f"--control {kind.strip()}")
+        except JsonError:
+            options[key.strip()] = value  # not JSON: the text itself
     return {"kind": kind.strip(), "options": options}
 
 

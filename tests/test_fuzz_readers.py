@@ -134,3 +134,60 @@ def test_a_job_nested_100000_deep_is_one_line(depth, tmp_path: Path):
     with pytest.raises(StudioError) as info:
         Job.from_json('{"options": ' + "[" * depth + "]" * depth + "}")
     one_line(info.value)
+
+
+def _task_option_names() -> dict[str, list[str]]:
+    from studio.registry import default_registry
+
+    registry = default_registry()
+    return {name: sorted(task.options.model_fields) for name, task in registry.tasks.items()}
+
+
+TASK_OPTIONS = _task_option_names()
+
+
+@st.composite
+def task_options(draw):
+    task = draw(st.sampled_from(sorted(TASK_OPTIONS)))
+    names = TASK_OPTIONS[task] + ["no_such_option"]
+    options = draw(st.dictionaries(st.sampled_from(names), json_values, max_size=5))
+    fields = draw(st.dictionaries(st.sampled_from(["steps", "guidance", "width", "height", "seed"]), json_values,
+                                  max_size=3))
+    return task, options, fields
+
+
+@FUZZ
+@given(task_options())
+def test_option_validation_gives_a_job_or_one_line(case):
+    task, options, fields = case
+    image = {"image": "in.png"} if task in ("invert", "visctrl") else {}
+    try:
+        job = Job(task=task, options={task: options}, **image, **fields)
+    except StudioError as exc:
+        one_line(exc)
+    else:
+        assert Job.from_json(job.to_json()) == job
+
+
+@FUZZ
+@given(st.text(max_size=120))
+def test_control_flags_give_a_spec_or_one_line(text):
+    from studio.task_commands import parse_control
+
+    try:
+        spec = parse_control(text)
+    except StudioError as exc:
+        one_line(exc)
+    else:
+        assert set(spec) == {"kind", "options"}
+
+
+def test_a_safetensors_header_nested_100000_deep_is_one_line(tmp_path):
+    from studio.checkpoints import read_safetensors_header
+
+    header = ('{"a":' + "[" * 100_000 + "]" * 100_000 + "}").encode()
+    path = tmp_path / "deep.safetensors"
+    path.write_bytes(len(header).to_bytes(8, "little") + header)
+    with pytest.raises(StudioError, match="nested") as info:
+        read_safetensors_header(path)
+    one_line(info.value)
