@@ -1,0 +1,68 @@
+"""Image prompts for any pipeline: files, images, scales and masks in; one `IPAdapter` control out.
+
+The control goes into any pipeline's `controls=`, next to any other method's, so an image prompt composes
+with FreeCustom, MasaCtrl or regional prompting in one call (diffusers' `load_ip_adapter` would replace
+their processors).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import PIL.Image
+from diffusers.loaders.unet_loader_utils import _maybe_expand_lora_scales
+from torch import Tensor, nn
+
+from attention_processors.ip_adapter import ImageBranch, IPAdapter
+from attention_processors.selection import StepWindow
+from pipelines.backbone import Backbone
+from pipelines.ip_adapter_images import encode_image_prompt, image_encoder_of
+from pipelines.ip_adapter_weights import AdapterWeights, build_projection, site_weights
+
+BlockScales = Mapping[str, object]  # diffusers' per-block form: {"down": {"block_2": [0.0, 1.0]}, "up": ...}
+
+
+@dataclass(frozen=True)
+class ImagePrompt:
+    """One image prompt: the image, the adapter it goes through, its strength and optional region."""
+
+    image: PIL.Image.Image
+    adapter: AdapterWeights
+    # One scale everywhere, or per block as diffusers' `set_ip_adapter_scale` takes it (InstantStyle); blocks
+    # left out of a dict get 0, as in diffusers.
+    scale: float | BlockScales = 1.0
+    mask: Tensor | None = None  # [H, W] in [0, 1] (e.g. from diffusers' IPAdapterMaskProcessor); None: everywhere
+
+
+def site_scales(unet: nn.Module, scale: float | BlockScales) -> float | dict[str, float]:
+    """A float as is; a per-block dict expanded to {module-name prefix: scale} with diffusers' own expander."""
+    if not isinstance(scale, Mapping):
+        return float(scale)
+    (expanded,) = _maybe_expand_lora_scales(unet, [dict(scale)], default_scale=0.0)
+    return {prefix: float(value) for prefix, value in expanded.items()}
+
+
+def image_prompt_control(
+    backbone: Backbone, prompts: Sequence[ImagePrompt], steps: StepWindow | None = None
+) -> IPAdapter:
+    """Encode every image prompt with the model's image encoder and return the control that applies them."""
+    encoder, extractor = image_encoder_of(backbone.pipe)
+    unet = backbone.unet
+    projections: dict[int, nn.Module] = {}
+    branches = []
+    for prompt in prompts:
+        key = id(prompt.adapter)
+        if key not in projections:
+            projections[key] = build_projection(prompt.adapter, unet)
+        tokens, negative = encode_image_prompt(prompt.adapter, projections[key], encoder, extractor, prompt.image)
+        branches.append(
+            ImageBranch(
+                weights=site_weights(prompt.adapter, unet),
+                tokens=tokens,
+                negative_tokens=negative,
+                scale=site_scales(unet, prompt.scale),
+                mask=prompt.mask,
+            )
+        )
+    return IPAdapter(branches, steps=steps if steps is not None else StepWindow())
