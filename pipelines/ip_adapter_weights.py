@@ -93,6 +93,11 @@ def load_adapter(path: str | os.PathLike[str]) -> AdapterWeights:
         tensors = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
         raise ValueError(f"cannot read IP-Adapter {path.name} as safetensors ({error})") from None
+    return adapter_from_state(path.name, tensors)
+
+
+def adapter_from_state(name: str, tensors: dict[str, Tensor]) -> AdapterWeights:
+    """Split a flattened official state dict (`image_proj.*`, `ip_adapter.{id}.to_k_ip/to_v_ip.weight`)."""
     image_proj = {k.removeprefix("image_proj."): v for k, v in tensors.items() if k.startswith("image_proj.")}
     layers: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
@@ -103,14 +108,14 @@ def load_adapter(path: str | os.PathLike[str]) -> AdapterWeights:
             continue  # e.g. FaceID's LoRA keys
         layers.setdefault(int(parts[1]), {})[parts[2]] = value
     if not image_proj or not layers:
-        missing = [p for p, found in (("image_proj.*", image_proj), ("ip_adapter.{id}.to_k_ip.weight", layers)) if not found]
-        raise ValueError(f"{path.name} is not an IP-Adapter file: it has no {' and no '.join(missing)} keys")
+        absent = [p for p, found in (("image_proj.*", image_proj), ("ip_adapter.{id}.to_k_ip", layers)) if not found]
+        raise ValueError(f"{name} is not an IP-Adapter file: it has no {' and no '.join(absent)} keys")
     incomplete = sorted(i for i, pair in layers.items() if set(pair) != {"to_k_ip", "to_v_ip"})
     if incomplete:
-        raise ValueError(f"{path.name}: ip_adapter layer(s) {incomplete} lack to_k_ip or to_v_ip")
+        raise ValueError(f"{name}: ip_adapter layer(s) {incomplete} lack to_k_ip or to_v_ip")
     kind = kind_of(image_proj)
     pairs = {i: (pair["to_k_ip"], pair["to_v_ip"]) for i, pair in sorted(layers.items())}
-    return AdapterWeights(path.name, kind, image_proj, pairs)
+    return AdapterWeights(name, kind, image_proj, pairs)
 
 
 def cross_attention_ids(unet: nn.Module) -> dict[str, int]:
