@@ -7,6 +7,7 @@ them through diffusers' converter (ours and `pipe.load_ip_adapter` alike) is par
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import torch
@@ -104,3 +105,33 @@ def write_adapter(folder: Path, unet, kind: str = "base", seed: int = 0, name: s
     path = Path(folder) / (name or f"ip-adapter-{kind}-{seed}.safetensors")
     save_file({k: v.contiguous() for k, v in adapter_state(unet, kind, seed).items()}, str(path))
     return path
+
+
+@functools.cache
+def _family_unet(family: str):
+    from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
+
+    return {"sd15": tiny_sd15_pipeline, "sdxl": tiny_sdxl_pipeline}[family]().unet
+
+
+def random_image_branches(family: str, scale: float = 0.8, mask: Tensor | None = None) -> list:
+    """Two image branches (base and Plus-sized token counts) with random tokens, for the control contract."""
+    from attention_processors.ip_adapter import ImageBranch
+    from pipelines.ip_adapter_weights import adapter_from_state, site_weights
+
+    unet = _family_unet(family)
+    cross = int(unet.config.cross_attention_dim)
+    g = torch.Generator().manual_seed(7)
+    branches = []
+    for seed, tokens in ((1, 4), (2, 16)):
+        weights = site_weights(adapter_from_state(f"random-{seed}", adapter_state(unet, "base", seed)), unet)
+        branches.append(
+            ImageBranch(
+                weights=weights,
+                tokens=torch.randn(tokens, cross, generator=g),
+                negative_tokens=torch.randn(tokens, cross, generator=g),
+                scale=scale,
+                mask=mask if seed == 1 else None,
+            )
+        )
+    return branches

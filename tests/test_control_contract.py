@@ -35,10 +35,12 @@ from torch import Tensor
 import attention_processors
 from attention_processors import BatchLayout, Control, Row, SiteFilter, StepWindow, attention_control
 from attention_processors.attention_maps import CrossAttentionMaps
+from attention_processors.ip_adapter import IPAdapter
 from attention_processors.multi_reference import MultiReferenceSelfAttention
 from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
 from attention_processors.visctrl import FeatureGradualSampling, visctrl_control
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
+from tests.ip_adapter_files import random_image_branches
 from tests.unet_calls import select_rows, stock_output, studio_output, unet_inputs
 
 FAMILIES = ("sd15", "sdxl")
@@ -191,6 +193,21 @@ ENTRIES: tuple[Entry, ...] = (
         "test_attention_maps.py checks the maps against an explicit softmax",
         observer=True,
         readout=_maps_of,
+    ),
+    Entry(
+        name="ip_adapter",
+        build=lambda s: IPAdapter(random_image_branches(s.family, mask=blob(0, 0, 12, 8))),
+        switched_off=(
+            lambda s: IPAdapter([]),
+            lambda s: IPAdapter(random_image_branches(s.family, scale=0.0)),
+            lambda s: IPAdapter(random_image_branches(s.family), steps=NEVER),
+            lambda s: IPAdapter(random_image_branches(s.family), sites=NOWHERE),
+        ),
+        layout=BatchLayout.with_cfg(["target", "target"]),
+        items=((0, 2), (1, 3)),
+        behaviour_test=None,
+        no_behaviour_test_because="the toyworld IP-Adapter is not trained yet; tests/test_ip_adapter.py holds "
+        "the control to diffusers' own IP-Adapter",
     ),
 )
 
