@@ -52,13 +52,14 @@ def image_prompt_control(
     projections: dict[int, nn.Module] = {}
     branches = []
     for prompt in prompts:
+        weights = site_weights(prompt.adapter, unet)  # first: a wrong base model is the likeliest mistake
         key = id(prompt.adapter)
         if key not in projections:
             projections[key] = build_projection(prompt.adapter, unet)
         tokens, negative = encode_image_prompt(prompt.adapter, projections[key], encoder, extractor, prompt.image)
         branches.append(
             ImageBranch(
-                weights=site_weights(prompt.adapter, unet),
+                weights=weights,
                 tokens=tokens,
                 negative_tokens=negative,
                 scale=site_scales(unet, prompt.scale),
