@@ -108,7 +108,8 @@ def write_adapter(folder: Path, unet, kind: str = "base", seed: int = 0, name: s
 
 
 @functools.cache
-def _family_unet(family: str):
+def family_unet(family: str):
+    """The tiny model's UNet of a family, built once (read-only for the callers)."""
     from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 
     return {"sd15": tiny_sd15_pipeline, "sdxl": tiny_sdxl_pipeline}[family]().unet
@@ -119,7 +120,7 @@ def random_image_branches(family: str, scale: float = 0.8, mask: Tensor | None =
     from attention_processors.ip_adapter import ImageBranch
     from pipelines.ip_adapter_weights import adapter_from_state, site_weights
 
-    unet = _family_unet(family)
+    unet = family_unet(family)
     cross = int(unet.config.cross_attention_dim)
     g = torch.Generator().manual_seed(7)
     branches = []
