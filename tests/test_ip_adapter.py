@@ -79,7 +79,10 @@ def adapters(models, tmp_path_factory) -> dict[str, Path]:
 
 def diffusers_latents(pipe, files: list[Path], images, scales, masks=None, steps: int = STEPS) -> torch.Tensor:
     pipe.load_ip_adapter(
-        str(files[0].parent), subfolder=[""] * len(files), weight_name=[f.name for f in files], image_encoder_folder=None
+        str(files[0].parent),
+        subfolder=[""] * len(files),
+        weight_name=[f.name for f in files],
+        image_encoder_folder=None,
     )
     try:
         pipe.set_ip_adapter_scale(scales)

@@ -83,7 +83,9 @@ def test_generate_with_an_image_prompt_equals_the_pipeline_call_and_round_trips(
     from studio.model_cache import ModelCache
 
     backbone = Backbone.from_pipeline(ModelCache().get("tiny-ip"))
-    prompt = ImagePrompt(Image.open("ref.png").convert("RGB"), load_adapter("a.safetensors"), 0.6, load_mask("left.png"))
+    prompt = ImagePrompt(
+        Image.open("ref.png").convert("RGB"), load_adapter("a.safetensors"), 0.6, load_mask("left.png")
+    )
     expected = generate(
         backbone, "a red ball", num_inference_steps=2, width=64, height=64,
         generator=torch.Generator("cpu").manual_seed(5), controls=[image_prompt_control(backbone, [prompt])],
