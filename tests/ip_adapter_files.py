@@ -88,11 +88,26 @@ def _plus_projection(g: torch.Generator, cross: int, queries: int = 16, width: i
     return state
 
 
+def _full_projection(g: torch.Generator, cross: int) -> dict[str, Tensor]:
+    """Full-face: MLP(hidden -> hidden -> C) on every hidden state, then LayerNorm."""
+    return {
+        "proj.0.weight": torch.randn(ENCODER_HIDDEN, ENCODER_HIDDEN, generator=g) * 0.2,
+        "proj.0.bias": torch.randn(ENCODER_HIDDEN, generator=g) * 0.1,
+        "proj.2.weight": torch.randn(cross, ENCODER_HIDDEN, generator=g) * 0.2,
+        "proj.2.bias": torch.randn(cross, generator=g) * 0.1,
+        "proj.3.weight": 1 + torch.randn(cross, generator=g) * 0.1,
+        "proj.3.bias": torch.randn(cross, generator=g) * 0.1,
+    }
+
+
+PROJECTIONS = {"base": _base_projection, "plus": _plus_projection, "full": _full_projection}
+
+
 def adapter_state(unet, kind: str = "base", seed: int = 0) -> dict[str, Tensor]:
     """A random adapter for `unet` in the official flattened layout."""
     g = torch.Generator().manual_seed(seed)
     cross = int(unet.config.cross_attention_dim)
-    projection = _base_projection(g, cross) if kind == "base" else _plus_projection(g, cross)
+    projection = PROJECTIONS[kind](g, cross)
     state = {f"image_proj.{k}": v for k, v in projection.items()}
     for k, width in enumerate(_cross_attention_shapes(unet)):
         key_id = 2 * k + 1

@@ -74,6 +74,7 @@ def adapters(models, tmp_path_factory) -> dict[str, Path]:
         "base": write_adapter(folder, unet, "base", seed=1),
         "base2": write_adapter(folder, unet, "base", seed=2),
         "plus": write_adapter(folder, unet, "plus", seed=3),
+        "full": write_adapter(folder, unet, "full", seed=5),
     }
 
 
@@ -114,7 +115,7 @@ def assert_acts(got: torch.Tensor, plain: torch.Tensor) -> None:
     assert (got - plain).abs().max() > 1e-2, "the image prompt changed nothing: the comparison would be vacuous"
 
 
-@pytest.mark.parametrize("kind", ["base", "plus"])
+@pytest.mark.parametrize("kind", ["base", "plus", "full"])
 def test_one_adapter_equals_diffusers(models, adapters, kind):
     backbone, pipe = models
     file, image = adapters[kind], picture(0)
@@ -122,6 +123,7 @@ def test_one_adapter_equals_diffusers(models, adapters, kind):
     got = studio_latents(backbone, [ImagePrompt(image, load_adapter(file), 0.7)])
     close(got, want)
     assert_acts(got, studio_latents(backbone, []))
+    assert load_adapter(file).kind == kind
 
 
 def test_two_adapters_equal_diffusers(models, adapters):

@@ -109,6 +109,12 @@ def _sdxl_adapter(workdir):
     write_adapter(workdir, tiny_sdxl_pipeline().unet, "base", name="bad.safetensors")
 
 
+def _other_image_encoder(workdir):
+    state = adapter_state(tiny_sd15_pipeline().unet)
+    state["image_proj.proj.weight"] = torch.zeros(state["image_proj.proj.weight"].shape[0], 20)  # made for width 20
+    save_file(state, str(workdir / "bad.safetensors"))
+
+
 def _pickle(workdir):
     write_malicious_pickle(workdir / "bad.safetensors", workdir / "unpickled")
 
@@ -118,6 +124,10 @@ BAD_FILES = {
     "missing-keys": (_missing_keys, "no ip_adapter.{id}.to_k_ip keys"),
     "sdxl-on-sd15": (_sdxl_adapter, "cross_attention_dim) 64, but this model's UNet has 32"),
     "pickle": (_pickle, "refusing bad.safetensors: it is a pickle checkpoint"),
+    "other-image-encoder": (
+        _other_image_encoder,
+        "image features of width 20, but this model's image encoder gives 24",
+    ),
 }
 
 
