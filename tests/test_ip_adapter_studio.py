@@ -13,10 +13,10 @@ from pipelines.backbone import Backbone
 from pipelines.generate import generate
 from pipelines.ip_adapter import ImagePrompt, image_prompt_control
 from pipelines.ip_adapter_weights import load_adapter
-from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
+from pipelines.tiny_models import tiny_sd15_pipeline
 from studio.cli import app
 from studio.jobs import Job
-from tests.ip_adapter_files import adapter_state, tiny_image_encoder, write_adapter
+from tests.ip_adapter_files import adapter_state, family_unet, tiny_image_encoder, write_adapter
 from tests.studio_inputs import write_malicious_pickle
 
 COMMON = ["--model", "tiny-ip", "--device", "cpu", "--seed", "5", "--steps", "2", "-W", "64", "-H", "64"]
@@ -39,7 +39,7 @@ def workdir(tmp_path, monkeypatch, ip_model_dir, tiny_sd15_dir):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny-ip").symlink_to(ip_model_dir, target_is_directory=True)
     (tmp_path / "tiny-sd15").symlink_to(tiny_sd15_dir, target_is_directory=True)
-    write_adapter(tmp_path, tiny_sd15_pipeline().unet, "plus", seed=4, name="a.safetensors")
+    write_adapter(tmp_path, family_unet("sd15"), "plus", seed=4, name="a.safetensors")
     pixels = np.random.RandomState(3).rand(48, 40, 3) * 255
     Image.fromarray(pixels.astype("uint8"), "RGB").save(tmp_path / "ref.png")
     mask = np.zeros((64, 64), dtype="uint8")
@@ -101,16 +101,16 @@ def _truncated(workdir):
 
 
 def _missing_keys(workdir):
-    state = {k: v for k, v in adapter_state(tiny_sd15_pipeline().unet).items() if not k.startswith("ip_adapter.")}
+    state = {k: v for k, v in adapter_state(family_unet("sd15")).items() if not k.startswith("ip_adapter.")}
     save_file(state, str(workdir / "bad.safetensors"))
 
 
 def _sdxl_adapter(workdir):
-    write_adapter(workdir, tiny_sdxl_pipeline().unet, "base", name="bad.safetensors")
+    write_adapter(workdir, family_unet("sdxl"), "base", name="bad.safetensors")
 
 
 def _other_image_encoder(workdir):
-    state = adapter_state(tiny_sd15_pipeline().unet)
+    state = adapter_state(family_unet("sd15"))
     state["image_proj.proj.weight"] = torch.zeros(state["image_proj.proj.weight"].shape[0], 20)  # made for width 20
     save_file(state, str(workdir / "bad.safetensors"))
 
