@@ -51,4 +51,9 @@ def encode_image_prompt(
     param = next(projection.parameters())
     both = torch.cat([negative, embeds]).to(param.device, param.dtype)  # [2, ...]
     tokens = projection(both)  # [2, T, C]
+    if tokens.shape[-1] != weights.cross_attention_dim:
+        raise ValueError(
+            f"IP-Adapter {weights.name} is inconsistent: its projection gives tokens of width {tokens.shape[-1]}, "
+            f"its image keys/values take {weights.cross_attention_dim}"
+        )
     return tokens[1], tokens[0]

@@ -29,7 +29,6 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 Kind = Literal["base", "plus", "full"]
-TOKENS_OF_FULL = 257  # 256 CLIP patch tokens + the class token, as diffusers counts them
 
 
 @dataclass(frozen=True)
@@ -45,15 +44,6 @@ class AdapterWeights:
     def cross_attention_dim(self) -> int:
         """The text width the adapter was trained for (C of every to_k_ip weight)."""
         return int(next(iter(self.layers.values()))[0].shape[1])
-
-    @property
-    def num_tokens(self) -> int:
-        """Image tokens per prompt: 4 (base), the resampler's queries (Plus: 16), 257 (Full-face)."""
-        if self.kind == "base":
-            return 4
-        if self.kind == "full":
-            return TOKENS_OF_FULL
-        return int(self.image_proj["latents"].shape[1])
 
     @property
     def uses_hidden_states(self) -> bool:
@@ -173,5 +163,7 @@ def build_projection(weights: AdapterWeights, unet: UNet2DConditionModel) -> nn.
         )
     except (KeyError, RuntimeError) as error:
         message = str(error).splitlines()[0]
-        raise ValueError(f"IP-Adapter {weights.name}: its image_proj weights do not fit their own layout ({message})")
+        raise ValueError(
+            f"IP-Adapter {weights.name}: its image_proj weights do not fit their own layout ({message})"
+        ) from None
     return projection.to(device=unet.device, dtype=unet.dtype).eval()
