@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from attention_processors.control import AttentionCall, AttentionGroup, Control
+from attention_processors.ip_adapter_settings import IP_ADAPTER
 from attention_processors.layout import Half
 from attention_processors.selection import SiteFilter, StepWindow
 from attention_processors.sites import Site
@@ -39,7 +40,7 @@ class ImageBranch:
     negative_tokens: Tensor  # [T, C] tokens for unconditional rows
     # One scale everywhere, or {module-name prefix: scale} (diffusers' expanded per-block form: the last
     # matching prefix wins, sites matched by none get 0).
-    scale: float | Mapping[str, float] = 1.0
+    scale: float | Mapping[str, float] = IP_ADAPTER.scale
     mask: Tensor | None = None  # [H0, W0] in [0, 1]; the branch acts where it is (resampled per site)
 
     def __post_init__(self) -> None:
@@ -66,7 +67,7 @@ class IPAdapter(Control):
     """Decoupled cross-attention for any number of image prompts at once."""
 
     branches: Sequence[ImageBranch]
-    steps: StepWindow = field(default_factory=StepWindow)  # all steps
+    steps: StepWindow = field(default_factory=lambda: StepWindow(IP_ADAPTER.start, IP_ADAPTER.end))
     sites: SiteFilter = field(default_factory=lambda: SiteFilter(kind="cross"))
     target_role: str = "target"  # rows that take the image prompts; other roles (references, sources) do not
 

@@ -15,6 +15,7 @@ from diffusers.loaders.unet_loader_utils import _maybe_expand_lora_scales
 from torch import Tensor, nn
 
 from attention_processors.ip_adapter import ImageBranch, IPAdapter
+from attention_processors.ip_adapter_settings import IP_ADAPTER
 from attention_processors.selection import StepWindow
 from pipelines.backbone import Backbone
 from pipelines.ip_adapter_images import encode_image_prompt, image_encoder_of
@@ -31,7 +32,7 @@ class ImagePrompt:
     adapter: AdapterWeights
     # One scale everywhere, or per block as diffusers' `set_ip_adapter_scale` takes it (InstantStyle); blocks
     # left out of a dict get 0, as in diffusers.
-    scale: float | BlockScales = 1.0
+    scale: float | BlockScales = IP_ADAPTER.scale
     mask: Tensor | None = None  # [H, W] in [0, 1] (e.g. from diffusers' IPAdapterMaskProcessor); None: everywhere
 
 
@@ -66,4 +67,4 @@ def image_prompt_control(
                 mask=prompt.mask,
             )
         )
-    return IPAdapter(branches, steps=steps if steps is not None else StepWindow())
+    return IPAdapter(branches, steps=steps if steps is not None else StepWindow(IP_ADAPTER.start, IP_ADAPTER.end))
