@@ -72,7 +72,7 @@ class IPAdapter(Control):
     target_role: str = "target"  # rows that take the image prompts; other roles (references, sources) do not
 
     def __post_init__(self) -> None:
-        self._kv: dict[tuple, tuple[Tensor, Tensor]] = {}  # (branch, site, half, device, dtype) -> K, V
+        self._kv: dict[tuple, tuple[Tensor, Tensor]] = {}  # (branch, site, row halves, device, dtype) -> K, V
         self._masks: dict[tuple, Tensor] = {}  # (branch, h, w, device, dtype) -> [1, 1, h*w, 1]
 
     def active(self, site: Site, state: StepState) -> bool:
@@ -82,35 +82,36 @@ class IPAdapter(Control):
 
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         layout = call.layout
+        rows = layout.indices(role=self.target_role)
+        if not rows:
+            return groups
+        halves = tuple(layout.entries[r].half for r in rows)
         for number, branch in enumerate(self.branches):
             scale = branch.scale_at(call.site)
             if scale == 0.0 or call.site.name not in branch.weights:
                 continue  # diffusers skips a zero-scale adapter: no term at all
-            weight = self._weight(number, branch, scale, call)
-            for half in ("uncond", "cond"):
-                rows = layout.indices(role=self.target_role, half=half)
-                if not rows:
-                    continue
-                key, value = self._key_value(number, branch, call, half)  # [1, H, T, D] each
-                n = len(rows)
-                groups.append(
-                    AttentionGroup(rows, key.expand(n, -1, -1, -1), value.expand(n, -1, -1, -1), None, weight)
-                )
+            key, value = self._key_value(number, branch, call, halves)  # [n, H, T, D] each
+            groups.append(AttentionGroup(rows, key, value, None, self._weight(number, branch, scale, call)))
         return groups
 
-    def _key_value(self, number: int, branch: ImageBranch, call: AttentionCall, half: Half) -> tuple[Tensor, Tensor]:
-        """The branch's image keys/values at this site, memoised: tokens and weights are fixed for the run."""
+    def _key_value(
+        self, number: int, branch: ImageBranch, call: AttentionCall, halves: tuple[Half, ...]
+    ) -> tuple[Tensor, Tensor]:
+        """Each row's image keys/values at this site (the negative tokens' for unconditional rows), memoised:
+        tokens and weights are fixed for the run, so one group per branch answers both halves."""
         query = call.query
-        memo = (number, call.site.name, half, str(query.device), query.dtype)
+        memo = (number, call.site.name, halves, str(query.device), query.dtype)
         if memo not in self._kv:
-            tokens = branch.tokens if half == "cond" else branch.negative_tokens
-            tokens = tokens.to(query.device, query.dtype)[None]  # [1, T, C]
             to_k, to_v = branch.weights[call.site.name]
             heads, head_dim = query.shape[1], query.shape[3]
+            tokens = torch.stack(
+                [branch.tokens if h == "cond" else branch.negative_tokens for h in halves]
+            )  # [n, T, C]
+            tokens = tokens.to(query.device, query.dtype)
 
             def project(weight: Tensor) -> Tensor:
-                out = F.linear(tokens, weight.to(query.device, query.dtype))  # [1, T, H*D]
-                return out.view(1, -1, heads, head_dim).transpose(1, 2)  # [1, H, T, D]
+                out = F.linear(tokens, weight.to(query.device, query.dtype))  # [n, T, H*D]
+                return out.view(len(halves), -1, heads, head_dim).transpose(1, 2)  # [n, H, T, D]
 
             self._kv[memo] = (project(to_k), project(to_v))
         return self._kv[memo]
