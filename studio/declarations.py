@@ -138,6 +138,10 @@ class TaskDeclaration:
     schedule: Schedule
     steps: Callable[[Job, Any], int] = lambda job, options: job.steps  # progress steps of the whole job
     check: Callable[[Job, Any], None] | None = None  # refuse a job the options model cannot judge alone
+    # Why the job needs the DDIM sampler (it replays a DDIM trajectory), or None when any sampler serves;
+    # a job naming another sampler is refused with this reason when it is validated, before any model loads.
+    needs_ddim: Callable[[Job], str | None] = lambda job: None
+    batches: bool = False  # takes batch size and count (its pipeline draws several images in one call)
 
 
 @dataclass(frozen=True)

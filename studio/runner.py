@@ -82,7 +82,8 @@ def run_job(
     progress = _Progress(total, on_event)
     try:
         result = task.run(TaskRun(job, options, backbone, controls, progress, cancel))
-        return replace(result, job=result.job.replace(inputs=hashes))
+        image_jobs = [j.replace(inputs=hashes) for j in result.image_jobs] if result.image_jobs else None
+        return replace(result, job=result.job.replace(inputs=hashes), image_jobs=image_jobs)
     except Cancelled as exc:
         raise JobCancelledError(f"job cancelled ({exc})") from exc
     except torch.OutOfMemoryError as exc:

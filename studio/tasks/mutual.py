@@ -12,7 +12,7 @@ from studio.declarations import JobInputs, MaskPath, Options, Schedule, TaskDecl
 from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import method_errors, sampling, seed_of, size_of
+from studio.tasks.common import REPLAYS_INVERSION, method_errors, sampling, seed_of, size_of
 
 
 class MutualOptions(Options):
@@ -68,7 +68,8 @@ def run(task: TaskRun) -> JobResult:
             inversion_guidance_scale=opts.inversion_guidance,
             **sampling(task, seed, height, width),
         )
-    return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
+    notes = getattr(output, "notes", ())
+    return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images), notes=notes)
 
 
 TASK = TaskDeclaration(
@@ -85,4 +86,5 @@ TASK = TaskDeclaration(
     schedule=Schedule(MUTUAL.steps, MUTUAL.guidance),
     steps=lambda job, options: job.steps * (2 if job.image else 1),  # a real source is inverted first
     check=check,
+    needs_ddim=lambda job: REPLAYS_INVERSION + " (a real source image; synthesis takes any sampler)" if job.image else None,
 )
