@@ -37,6 +37,9 @@ def job_from_image_metadata(image: Image.Image, name: str) -> ImageJob | None:
     from sd_parsers.extractors import Eagerness
 
     _check_lengths(image.info)
+    if image.format in ("JPEG", "WEBP"):
+        comment = exif_user_comment(image)
+        return job_from_parameters({PARAMETERS_KEY: comment}) if comment and comment.strip() else None
     if "prompt" in image.info and "workflow" not in image.info:
         try:
             image.info["workflow"] = json.dumps(comfyui_workflow_of(image.info["prompt"]))
@@ -49,6 +52,30 @@ def job_from_image_metadata(image: Image.Image, name: str) -> ImageJob | None:
     if info is None:
         return None
     return _job_from_prompt_info(info)
+
+
+EXIF_IFD, USER_COMMENT = 0x8769, 0x9286
+
+
+def exif_user_comment(image: Image.Image) -> str | None:
+    """The EXIF UserComment of a JPEG or WebP, decoded by its 8-byte charset prefix, as A1111 writes it.
+
+    Why not sd-parsers' extractor: it assumes UTF-16 for every prefix, and it caches the last comment by
+    `id(image)`, which a later image can reuse in a long-running process.
+    """
+    try:
+        raw = image.getexif().get_ifd(EXIF_IFD).get(USER_COMMENT)
+    except Exception:  # a malformed EXIF block: no comment to read
+        return None
+    if isinstance(raw, str) or raw is None:
+        return raw
+    if len(raw) > 2 * MAX_PARAMETERS_CHARS:
+        raise MetadataError(f"EXIF UserComment: {len(raw):,} bytes is over the limit")
+    prefix, body = bytes(raw[:8]), bytes(raw[8:])
+    if prefix.startswith(b"UNICODE"):
+        big_endian = len(body) < 2 or body[0] == 0 or body[1] != 0  # piexif (A1111) writes UTF-16-BE
+        return body.decode("utf-16-be" if big_endian else "utf-16-le", errors="replace")
+    return body.decode("utf-8", errors="replace")  # "ASCII\0\0\0", or undefined (zeros): UTF-8 in practice
 
 
 def job_from_parameters(parameters: dict[str, str]) -> ImageJob:

@@ -20,6 +20,7 @@ from studio.declarations import TaskRun
 from studio.errors import JobCancelledError, RunError
 from studio.input_hashes import checked_input_hashes
 from studio.jobs import Job
+from studio.loras import check_loras
 from studio.model_cache import ModelCache
 from studio.results import EventCallback, JobResult, RunEvent
 
@@ -68,6 +69,7 @@ def run_job(
     options = registry.task_options(job)
     total = task.steps(job, options)
     hashes = checked_input_hashes(job)  # before any model loads: a changed input is refused at once
+    check_loras(job)  # likewise a LoRA tag naming no file (and, for now, any LoRA: see studio.loras)
     if on_event is not None:
         on_event(RunEvent("load", 0, total))
     pipe = models.get(job.model)
