@@ -50,7 +50,9 @@ def job_from_image_metadata(image: Image.Image, name: str) -> ImageJob | None:
     except Exception as exc:  # the parser's own failure on odd metadata: one line, never a traceback
         raise MetadataError(f"{name}: its metadata cannot be read ({type(exc).__name__})") from exc
     if info is None:
-        return None
+        text = image.info.get(PARAMETERS_KEY)
+        # A `parameters` chunk no parser understood: say what is wrong with it rather than "no metadata".
+        return job_from_parameters({PARAMETERS_KEY: text}) if isinstance(text, str) and text.strip() else None
     return _job_from_prompt_info(info)
 
 
