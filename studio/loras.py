@@ -5,19 +5,22 @@ Why: A1111 prompts name LoRAs by file stem; the file lives in a LoRA folder the 
 file checked (safetensors by its bytes; pickle refused, never unpickled) before any model loads, so a
 misspelt name fails at once with the folders it searched.
 
-Loading LoRA weights into the UNet is not part of this studio yet: a job whose prompt names a LoRA
-that resolves is refused with a line saying so, rather than run silently without it.
+The LoRAs are loaded into the cached pipeline for one run only (diffusers' `load_lora_weights`, each
+as its own peft adapter at its scale via `set_adapters`) and unloaded afterwards, so the next job on the
+same cached model sees the model's own weights; a scale of 0 gives the model's own bytes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.checkpoints import FileKind, pickle_refusal, sniff_weights_file
-from studio.errors import InputError
+from studio.errors import InputError, RunError
 
 if TYPE_CHECKING:
     from studio.jobs import Job
@@ -73,13 +76,27 @@ def resolved_loras(job: Job) -> list[LoraFile]:
     return [LoraFile(name, scale, resolve_lora(name, folders)) for name, scale in prompt_loras(job)]
 
 
-def check_loras(job: Job) -> None:
-    """Refuse, before any model loads, a job whose prompt names LoRAs: missing ones by name, found ones
-    because this studio cannot load LoRA weights yet."""
-    loras = resolved_loras(job)
-    if loras:
-        names = ", ".join(f"{lora.name} ({lora.path.name}, scale {lora.scale:g})" for lora in loras)
-        raise InputError(
-            f"the prompt names LoRA {names}: loading LoRA weights lands with the tuning work;"
-            " remove the <lora:...> tag to run without it"
-        )
+@contextlib.contextmanager
+def applied_loras(pipe: Any, loras: list[LoraFile]) -> Iterator[None]:
+    """`pipe` with the LoRAs loaded at their scales for the duration of the block, then unloaded."""
+    if not loras:
+        yield
+        return
+    if not hasattr(pipe, "load_lora_weights"):
+        raise RunError(f"this model ({type(pipe).__name__}) cannot load LoRA weights")
+    loaded = False
+    try:
+        names = []
+        for index, lora in enumerate(loras):
+            name = f"studio_lora_{index}"
+            try:
+                pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
+            except (ValueError, KeyError, RuntimeError, OSError) as exc:
+                raise InputError(f"LoRA {lora.name}: {lora.path.name} does not fit this model ({exc})") from exc
+            loaded = True
+            names.append(name)
+        pipe.set_adapters(names, [lora.scale for lora in loras])
+        yield
+    finally:
+        if loaded:
+            pipe.unload_lora_weights()

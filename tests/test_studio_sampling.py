@@ -14,7 +14,7 @@ from pipelines.sampler_names import A1111_NAMES
 from studio.cli import app
 from studio.errors import InputError, JobSpecError
 from studio.jobs import Job
-from studio.loras import LORA_DIRS_ENV, check_loras
+from studio.loras import LORA_DIRS_ENV, resolved_loras
 from studio.metadata import JOB_KEY, PARAMETERS_KEY
 from studio.model_cache import ModelCache
 from studio.runner import run_job
@@ -113,6 +113,70 @@ def test_a_truncated_prompt_says_so_on_stderr(runner, tmp_path):
     assert len(notes) == 1 and "needs 11 chunks" in notes[0] and "only the first 8" in notes[0]
 
 
+def _lora_file(folder):
+    """A random rank-4 LoRA on toyworld's attention projections (peft, saved as diffusers saves one)."""
+    import torch
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from toyworld import load_toyworld_pipeline
+
+    donor = load_toyworld_pipeline().unet
+    donor.add_adapter(LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in donor.named_parameters():
+            if "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.2)
+    layers = get_peft_model_state_dict(donor)
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=layers, weight_name="style.safetensors")
+    return layers
+
+
+def _merged_toyworld(layers, scale):
+    """Toyworld with W + scale * B @ A written into each projection by hand (lora_alpha = r: factor 1)."""
+    import torch
+
+    from toyworld import load_toyworld_pipeline
+
+    pipe = load_toyworld_pipeline()
+    modules = dict(pipe.unet.named_modules())
+    with torch.no_grad():
+        for key, down in layers.items():
+            if key.endswith("lora_A.weight"):
+                module = modules[key.removesuffix(".lora_A.weight")]
+                up = layers[key.replace("lora_A", "lora_B")]
+                module.weight += scale * up @ down  # (out, r) @ (r, in)
+    return pipe
+
+
+def test_a_lora_tag_loads_the_lora_for_that_run_only(tmp_path, monkeypatch, models):
+    """Oracle: the same generation on toyworld with the LoRA merged into the weights by hand."""
+    import torch
+
+    from pipelines.backbone import Backbone
+    from pipelines.generate import generate
+
+    folder = tmp_path / "loras"
+    folder.mkdir()
+    layers = _lora_file(folder)
+    monkeypatch.setenv(LORA_DIRS_ENV, str(folder))
+    prompt = "a red star on the left <lora:style:0.5>"
+    plain = run_job(Job(prompt="a red star on the left", seed=4, steps=STEPS), models).images[0]
+    tagged = run_job(Job(prompt=prompt, seed=4, steps=STEPS), models).images[0]
+    after = run_job(Job(prompt="a red star on the left", seed=4, steps=STEPS), models).images[0]
+    oracle = generate(
+        Backbone.from_pipeline(_merged_toyworld(layers, 0.5)),
+        prompt,
+        num_inference_steps=STEPS,
+        generator=torch.Generator().manual_seed(4),
+    ).images[0]
+    diff = lambda a, b: int(np.abs(np.asarray(a, dtype=np.int16) - np.asarray(b, dtype=np.int16)).max())  # noqa: E731
+    assert diff(tagged, plain) > 20  # the LoRA acts
+    assert diff(tagged, oracle) <= 2  # as the merged weights do (merging rounds differently)
+    assert after.tobytes() == plain.tobytes()  # and is gone from the cached model afterwards
+
+
 def test_lora_tags_resolve_against_the_lora_folders(tmp_path, monkeypatch):
     from safetensors.torch import save_file
     import torch
@@ -121,11 +185,13 @@ def test_lora_tags_resolve_against_the_lora_folders(tmp_path, monkeypatch):
     folder.mkdir()
     monkeypatch.setenv(LORA_DIRS_ENV, str(folder))
     with pytest.raises(InputError, match=r"'style'.*no style.safetensors.*searched: .*loras"):
-        check_loras(Job(prompt="a cat <lora:style:0.8>"))
+        resolved_loras(Job(prompt="a cat <lora:style:0.8>"))
     (folder / "pickled.safetensors").write_bytes(b"\x80\x04\x95" + b"\0" * 64)  # a pickle under a safe name
     with pytest.raises(InputError, match="pickle"):
-        check_loras(Job(prompt="<lora:pickled:1>"))
+        resolved_loras(Job(prompt="<lora:pickled:1>"))
+    with pytest.raises(InputError, match="without folders"):
+        resolved_loras(Job(prompt="<lora:../style:1>"))
     save_file({"w": torch.zeros(1)}, str(folder / "style.safetensors"))
-    with pytest.raises(InputError, match=r"style \(style.safetensors, scale 0.8\).*tuning"):
-        check_loras(Job(prompt="a cat <lora:style:0.8>"))
-    check_loras(Job(prompt=r"a cat \(literal\) without tags"))  # no tag: nothing to refuse
+    (found,) = resolved_loras(Job(prompt="a cat <lora:style:0.8>"))
+    assert (found.name, found.scale, found.path) == ("style", 0.8, folder / "style.safetensors")
+    assert resolved_loras(Job(prompt=r"a cat \(literal\) without tags")) == []
