@@ -134,7 +134,9 @@ def _texts(result: Any, metadata: bool, folder: Path) -> list[dict[str, str] | N
     return [png_text_chunks(job, folder=folder) for job in [*image_jobs, result.job]]
 
 
-def save_result(result: Any, path: Path | None = None, *, metadata: bool = True, overwrite: bool = False) -> list[Path]:
+def save_result(
+    result: Any, path: Path | None = None, *, metadata: bool = True, overwrite: bool = False
+) -> list[Path]:
     """Save each image: one file, or `stem-<i>.png` for several (and `stem-grid.png` for a batch's grid).
     Returns the paths written.
 

@@ -108,8 +108,8 @@ def test_a_comfyui_png_is_read_into_a_job(tmp_path, with_workflow):
 
 def _fake_checkpoint(path: Path) -> Path:
     """A minimal safetensors file (one tensor): enough to be found and hashed, never loaded here."""
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     save_file({"w": torch.zeros(2)}, str(path))
     return path

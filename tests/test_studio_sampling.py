@@ -178,8 +178,8 @@ def test_a_lora_tag_loads_the_lora_for_that_run_only(tmp_path, monkeypatch, mode
 
 
 def test_lora_tags_resolve_against_the_lora_folders(tmp_path, monkeypatch):
-    from safetensors.torch import save_file
     import torch
+    from safetensors.torch import save_file
 
     folder = tmp_path / "loras"
     folder.mkdir()

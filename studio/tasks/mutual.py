@@ -34,6 +34,11 @@ def check(job, options: MutualOptions) -> None:
         raise JobSpecError("mutual: the masked variant needs a source image (--image) and a target mask")
 
 
+def needs_ddim(job) -> str | None:
+    """A real source is DDIM-inverted and its row replays the trajectory; synthesis takes any sampler."""
+    return REPLAYS_INVERSION + " (the real source image; synthesis takes any sampler)" if job.image else None
+
+
 def run(task: TaskRun) -> JobResult:
     from attention_processors.mutual_self_attention import MaskPair
     from pipelines.mutual import mutual_edit
@@ -86,5 +91,5 @@ TASK = TaskDeclaration(
     schedule=Schedule(MUTUAL.steps, MUTUAL.guidance),
     steps=lambda job, options: job.steps * (2 if job.image else 1),  # a real source is inverted first
     check=check,
-    needs_ddim=lambda job: REPLAYS_INVERSION + " (a real source image; synthesis takes any sampler)" if job.image else None,
+    needs_ddim=needs_ddim,
 )
