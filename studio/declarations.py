@@ -89,11 +89,11 @@ def setting(settings: Any, name: str, **extra: Any) -> Any:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A task's default DDIM steps and CFG (read from its pipeline's settings) and how its CLI describes them."""
+    """A task's default steps and CFG (read from its pipeline's settings) and how its CLI describes them."""
 
     steps: int
     guidance: float
-    steps_help: str = "DDIM steps."
+    steps_help: str = "Sampling steps."
     guidance_help: str = "CFG scale."
 
 

@@ -59,7 +59,7 @@ class JobSpec(BaseModel):
     prompt: StrictStr = Field("", max_length=MAX_TEXT, description="Text prompt.")
     negative_prompt: StrictStr = Field("", max_length=MAX_TEXT, description="Negative prompt (used with CFG).")
     seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED, description="Noise seed; null = random.")
-    steps: StrictInt = Field(25, ge=1, le=1000, description="DDIM steps.")
+    steps: StrictInt = Field(25, ge=1, le=1000, description="Sampling steps.")
     guidance: Annotated[float, Strict()] = Field(
         5.0, ge=0, le=100, allow_inf_nan=False, description="Classifier-free guidance scale."
     )

@@ -19,12 +19,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
 from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, Zipped
 from studio.errors import InputError
-
-from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
 from studio.jobs import SCHEMA_VERSION, Job
 
 if TYPE_CHECKING:
