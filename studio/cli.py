@@ -51,8 +51,11 @@ def build_app(registry: Registry) -> typer.Typer:
         image: Annotated[Path, typer.Argument(help="An image made by the studio or by A1111-compatible tools.")],
         debug: Debug = False,
     ) -> None:
-        """Print the job embedded in an image as JSON (our job, or one built from A1111 parameters)."""
-        from studio.metadata import read_job
+        """Print the job embedded in an image as JSON (our job, or one built from A1111 or ComfyUI metadata).
+
+        Inputs stored relative to the image are printed as found beside it, so `studio run` of the
+        printed job, from this folder, finds them."""
+        from studio.metadata import read_job, rebased_job
         from studio.model_dirs import missing_model_error
 
         with studio_errors(debug):
@@ -61,7 +64,7 @@ def build_app(registry: Registry) -> typer.Typer:
                 typer.echo(f"note: {note}", err=True)
             if found.missing_model is not None:
                 typer.echo(f"note: {missing_model_error(found.missing_model)}", err=True)
-            typer.echo(found.job.to_json())
+            typer.echo(rebased_job(found.job, image.parent).to_json())
 
     @app.command()
     def run(

@@ -206,6 +206,9 @@ def test_an_input_inside_the_output_folder_is_stored_relative_to_the_output(tmp_
     job = read_job(work / "out.png").job
     assert job.image == "in.png" and set(job.inputs) == {"in.png"}
 
+    printed = runner.invoke(app, ["inspect", "work/out.png"])  # as found from the working folder
+    assert printed.exit_code == 0 and json.loads(printed.stdout)["image"] == "work/in.png"
+
     moved = tmp_path / "moved"
     shutil.move(work, moved)
     again = runner.invoke(app, ["run", str(moved / "out.png"), "--device", "cpu", "--out", str(moved / "again.png")])
