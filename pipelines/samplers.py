@@ -29,9 +29,11 @@ from diffusers import (
 from torch import Generator, Tensor
 
 from pipelines._inputs import Generators
+from pipelines.sampler_names import A1111_NAMES, DEFAULT_SAMPLER, canonical_sampler, sampler_names
 from pipelines.steps import StepFunction, as_epsilon, ddim_step
 
-DEFAULT_SAMPLER = "ddim"
+__all__ = ["DEFAULT_SAMPLER", "SAMPLERS", "Sampler", "build_scheduler", "require_ddim", "resolve_sampler",
+           "sampler_names", "step_for"]
 
 
 @dataclass(frozen=True)
@@ -47,55 +49,33 @@ SAMPLERS: Mapping[str, Sampler] = MappingProxyType(
     {
         s.name: s
         for s in (
-            Sampler("ddim", "DDIM", DDIMScheduler),
-            Sampler("euler", "Euler", EulerDiscreteScheduler),
-            Sampler("euler_a", "Euler a", EulerAncestralDiscreteScheduler, stochastic=True),
-            Sampler("dpmpp_2m", "DPM++ 2M", DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
+            Sampler("ddim", A1111_NAMES["ddim"], DDIMScheduler),
+            Sampler("euler", A1111_NAMES["euler"], EulerDiscreteScheduler),
+            Sampler("euler_a", A1111_NAMES["euler_a"], EulerAncestralDiscreteScheduler, stochastic=True),
+            Sampler("dpmpp_2m", A1111_NAMES["dpmpp_2m"], DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++"}),
             Sampler(
                 "dpmpp_2m_karras",
-                "DPM++ 2M Karras",
+                A1111_NAMES["dpmpp_2m_karras"],
                 DPMSolverMultistepScheduler,
                 {"algorithm_type": "dpmsolver++", "use_karras_sigmas": True},
             ),
             Sampler(
                 "dpmpp_sde",
-                "DPM++ SDE",
+                A1111_NAMES["dpmpp_sde"],
                 DPMSolverMultistepScheduler,
                 {"algorithm_type": "sde-dpmsolver++"},
                 stochastic=True,
             ),
-            Sampler("unipc", "UniPC", UniPCMultistepScheduler),
-            Sampler("lcm", "LCM", LCMScheduler, stochastic=True),
+            Sampler("unipc", A1111_NAMES["unipc"], UniPCMultistepScheduler),
+            Sampler("lcm", A1111_NAMES["lcm"], LCMScheduler, stochastic=True),
         )
     }
 )
 
-_ALIASES = {"euler_ancestral": "euler_a", "dpmpp_2m_sde": "dpmpp_sde", "k_euler": "euler", "k_euler_a": "euler_a"}
-
-
-def _key(name: str) -> str:
-    return name.strip().lower().replace("++", "pp").replace(" ", "_").replace("-", "_")
-
-
-_BY_KEY = {
-    **{_key(s.name): s.name for s in SAMPLERS.values()},
-    **{_key(s.a1111): s.name for s in SAMPLERS.values()},
-    **_ALIASES,
-}
-
-
-def sampler_names() -> list[str]:
-    """Each sampler's canonical and A1111 name (spelling is free: case, spaces, "++"/"pp"), for help texts."""
-    return [n for s in SAMPLERS.values() for n in (s.name, s.a1111)]
-
 
 def resolve_sampler(name: str) -> Sampler:
     """The sampler named `name` (canonical, e.g. "dpmpp_2m_karras", or A1111's, e.g. "DPM++ 2M Karras")."""
-    canonical = _BY_KEY.get(_key(name)) if isinstance(name, str) else None
-    if canonical is None:
-        valid = ", ".join(f"{s.name} ({s.a1111!r})" for s in SAMPLERS.values())
-        raise ValueError(f"unknown sampler {name!r}; valid: {valid}")
-    return SAMPLERS[canonical]
+    return SAMPLERS[canonical_sampler(name)]
 
 
 INVERSION_NEEDS_DDIM = "DDIM inversion needs the deterministic DDIM update to retrace its trajectory"

@@ -51,19 +51,31 @@ def build_app(registry: Registry) -> typer.Typer:
         image: Annotated[Path, typer.Argument(help="An image made by the studio or by A1111-compatible tools.")],
         debug: Debug = False,
     ) -> None:
-        """Print the job embedded in an image as JSON (our job, or one built from A1111 parameters)."""
-        from studio.metadata import read_job
+        """Print the job embedded in an image as JSON (our job, or one built from A1111 or ComfyUI metadata).
+
+        Inputs stored relative to the image are printed as found beside it, so `studio run` of the
+        printed job, from this folder, finds them."""
+        from studio.metadata import read_job, rebased_job
+        from studio.model_dirs import missing_model_error
 
         with studio_errors(debug):
             found = read_job(image, registry)
             for note in found.notes:
                 typer.echo(f"note: {note}", err=True)
-            typer.echo(found.job.to_json())
+            if found.missing_model is not None:
+                typer.echo(f"note: {missing_model_error(found.missing_model)}", err=True)
+            typer.echo(rebased_job(found.job, image.parent).to_json())
 
     @app.command()
     def run(
         source: Annotated[Path, typer.Argument(help="A job .json file, or an image whose embedded job to re-run.")],
         model: Annotated[str | None, typer.Option("--model", "-m", help="Run with this model instead.")] = None,
+        seed: Annotated[int | None, typer.Option("--seed", "-s", help="Use this seed instead.")] = None,
+        steps: Annotated[int | None, typer.Option("--steps", help="Use this many steps instead.")] = None,
+        guidance: Annotated[float | None, typer.Option("--guidance", "-g", help="Use this CFG scale instead.")] = None,
+        width: Annotated[int | None, typer.Option("--width", "-W", help="Use this width instead.")] = None,
+        height: Annotated[int | None, typer.Option("--height", "-H", help="Use this height instead.")] = None,
+        sampler: Annotated[str | None, typer.Option("--sampler", help="Use this sampler instead.")] = None,
         out: Out = None,
         overwrite: Overwrite = False,
         device: Device = "auto",
@@ -72,11 +84,17 @@ def build_app(registry: Registry) -> typer.Typer:
         no_metadata: NoMetadata = False,
         debug: Debug = False,
     ) -> None:
-        """Run a job spec: `studio inspect out.png > job.json` then `studio run job.json` re-makes out.png."""
+        """Run a job spec: `studio inspect out.png > job.json` then `studio run job.json` re-makes out.png.
+
+        An image's job (ours, or one read from A1111 or ComfyUI metadata) runs as it is, or with the
+        settings given here instead."""
+        overrides = {"model": model, "seed": seed, "steps": steps, "guidance": guidance, "width": width}
+        overrides |= {"height": height, "sampler": sampler}
         with studio_errors(debug):
-            job = load_job(source, registry)
-            if model is not None:
-                job = job.replace(model=model)
+            job = load_job(source, registry, model_given=model is not None)
+            changes = {key: value for key, value in overrides.items() if value is not None}
+            if changes:
+                job = job.replace(**changes)
             check_files(job)
             run_and_save(job, model_cache(device, precision, memory), out, not no_metadata, overwrite=overwrite)
 
@@ -98,10 +116,15 @@ def _main() -> None:
     quiet_environment()  # the CLI owns its process: our errors and progress are what the user should see
 
 
-def load_job(source: Path, registry: Registry) -> Job:
-    """A job from a JSON file, or from the metadata of an image; decided by content, not extension."""
+def load_job(source: Path, registry: Registry, *, model_given: bool = False) -> Job:
+    """A job from a JSON file, or from the metadata of an image; decided by content, not extension.
+
+    An image's relative input paths are looked for beside the image first (see `rebased_job`); a model
+    the metadata names but no model folder holds is an error unless another model is given.
+    """
     from studio.jobs import Job
-    from studio.metadata import read_job
+    from studio.metadata import read_job, rebased_job
+    from studio.model_dirs import missing_model_error
 
     if not source.is_file():
         raise InputError(f"{source}: no such file")
@@ -112,7 +135,9 @@ def load_job(source: Path, registry: Registry) -> Job:
     found = read_job(source, registry)
     for note in found.notes:
         typer.echo(f"note: {note}", err=True)
-    return found.job
+    if found.missing_model is not None and not model_given:
+        raise missing_model_error(found.missing_model)
+    return rebased_job(found.job, source.parent)
 
 
 def doctor(

@@ -119,6 +119,8 @@ def run_and_save(
             progress.update(task, description=event.phase, completed=event.step, total=event.total)
 
         result = run_job(job, models, on_event=on_event)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
     paths = save_result(result, target, metadata=metadata, overwrite=overwrite)
     for path in paths:
         typer.echo(str(path))

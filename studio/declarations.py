@@ -89,11 +89,11 @@ def setting(settings: Any, name: str, **extra: Any) -> Any:
 
 @dataclass(frozen=True)
 class Schedule:
-    """A task's default DDIM steps and CFG (read from its pipeline's settings) and how its CLI describes them."""
+    """A task's default steps and CFG (read from its pipeline's settings) and how its CLI describes them."""
 
     steps: int
     guidance: float
-    steps_help: str = "DDIM steps."
+    steps_help: str = "Sampling steps."
     guidance_help: str = "CFG scale."
 
 
@@ -138,6 +138,10 @@ class TaskDeclaration:
     schedule: Schedule
     steps: Callable[[Job, Any], int] = lambda job, options: job.steps  # progress steps of the whole job
     check: Callable[[Job, Any], None] | None = None  # refuse a job the options model cannot judge alone
+    # Why the job needs the DDIM sampler (it replays a DDIM trajectory), or None when any sampler serves;
+    # a job naming another sampler is refused with this reason when it is validated, before any model loads.
+    needs_ddim: Callable[[Job], str | None] = lambda job: None
+    batches: bool = False  # takes batch size and count (its pipeline draws several images in one call)
 
 
 @dataclass(frozen=True)

@@ -161,6 +161,18 @@ def open_image(
     return rgb
 
 
+def open_for_metadata(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """The decoded image with its format and metadata (text chunks, EXIF) kept, for metadata readers.
+
+    Why: a metadata parser that opened the file itself would run Pillow's every decoder on untrusted
+    bytes; this one is opened under the same rules as `open_image` (format allow-list, bomb limits,
+    truncation refused) and handed over already decoded. Never save what it returns.
+    """
+    path = existing_file(Path(path))
+    with path.open("rb") as stream:
+        return _decode(stream, path.name, max_pixels, DEFAULT_MAX_SIDE)
+
+
 def read_text_chunks(path: str | os.PathLike[str], *, max_pixels: int = DEFAULT_MAX_PIXELS) -> dict[str, str]:
     """The text metadata of an accepted image, without decoding its pixels.
 

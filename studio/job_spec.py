@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, PrivateAttr, Strict, StrictInt, StrictStr
-from pydantic import ValidationError
+from pydantic import ValidationError, field_validator
 
+from pipelines.sampler_names import DEFAULT_SAMPLER, canonical_sampler, sampler_names
 from studio.errors import JobSpecError
 from studio.safe_json import JsonError, parse_json
 from studio.validation import one_line
@@ -27,6 +28,8 @@ MAX_SEED = 2**64 - 1  # the range torch.Generator.manual_seed accepts
 MAX_PATH = 4096  # characters of a file path in a job
 MAX_TEXT = 20_000  # characters of a prompt or caption
 REQUIRED: tuple[str, ...] = ("version", "task", "model")
+MAX_BATCH_SIZE = 16  # images in one UNet call (each a CFG pair of rows); memory is checked for the batch too
+MAX_BATCH_COUNT = 100  # UNet calls of one job, each a fresh batch: A1111's own limit
 
 J = TypeVar("J", bound="JobSpec")
 Size = Annotated[StrictInt | None, Field(ge=8, le=8192, multiple_of=8)]
@@ -56,13 +59,23 @@ class JobSpec(BaseModel):
     prompt: StrictStr = Field("", max_length=MAX_TEXT, description="Text prompt.")
     negative_prompt: StrictStr = Field("", max_length=MAX_TEXT, description="Negative prompt (used with CFG).")
     seed: StrictInt | None = Field(None, ge=0, le=MAX_SEED, description="Noise seed; null = random.")
-    steps: StrictInt = Field(25, ge=1, le=1000, description="DDIM steps.")
+    steps: StrictInt = Field(25, ge=1, le=1000, description="Sampling steps.")
     guidance: Annotated[float, Strict()] = Field(
         5.0, ge=0, le=100, allow_inf_nan=False, description="Classifier-free guidance scale."
     )
     width: Size = Field(None, description="Output width in pixels; null = the model's default (invert: the input's).")
     height: Size = Field(
         None, description="Output height in pixels; null = the model's default (invert: the input's)."
+    )
+    sampler: StrictStr = Field(
+        DEFAULT_SAMPLER,
+        description="Sampler, by our name or A1111's: " + ", ".join(sampler_names()) + ". Stored as our name.",
+    )
+    batch_size: StrictInt = Field(
+        1, ge=1, le=MAX_BATCH_SIZE, description="Images per UNet call; image i has seed seed+i (A1111's rule)."
+    )
+    batch_count: StrictInt = Field(
+        1, ge=1, le=MAX_BATCH_COUNT, description="UNet calls, each a batch; seeds continue from call to call."
     )
     image: StrictStr | None = Field(
         None, max_length=MAX_PATH, description="Input image path (invert, visctrl target, mutual real source)."
@@ -80,6 +93,15 @@ class JobSpec(BaseModel):
     version: Literal[2] = Field(SCHEMA_VERSION, description="Job spec schema version.")
 
     _registry: Any = PrivateAttr(default=None)  # what the job was checked against (`studio.jobs.Job` sets it)
+
+    @field_validator("sampler")
+    @classmethod
+    def _canonical_sampler(cls, name: str) -> str:
+        return canonical_sampler(name)  # A1111's "DPM++ 2M Karras" is stored as "dpmpp_2m_karras"
+
+    @property
+    def images_per_run(self) -> int:
+        return self.batch_size * self.batch_count
 
     def __init__(self, /, registry: Any = None, **data: Any) -> None:
         """Build and validate; a subclass checks the task against `registry`. A bad value is one line."""

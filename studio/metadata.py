@@ -1,45 +1,48 @@
-"""Metadata embedded in outputs: an A1111 `parameters` chunk plus our full job JSON.
+"""Metadata embedded in outputs: an A1111 `parameters` chunk plus our full job JSON, and reading both back.
 
 Why: users move images between tools. A1111's `parameters` text is what every tool (A1111, Forge,
-SD.Next, civitai, InvokeAI's importer) reads, so we write it; our own `studio_job` chunk holds the exact
-job so that reading an output back gives the job that made it. Reading also accepts A1111's text from
-other tools' images, mapping what we can and saying what we dropped.
+SD.Next, civitai, InvokeAI's importer) reads, so we write it, with the sampler's A1111 name and the
+model's AutoV2 `Model hash`; our own `studio_job` chunk holds the exact job so that reading an output back
+gives the job that made it. Other tools' metadata (A1111 text in PNG or EXIF, ComfyUI's graph) is read by
+`studio.foreign_metadata`, mapping what we can and saying what we dropped.
 
 Privacy (research/ecosystem.md 4.2): absolute local paths are never embedded. A path under the working
-directory is written relative to it, one under the home folder as `~/...`, anything else by its name.
+directory is written relative to it, one under the home folder as `~/...`, anything else by its name;
+an input inside the output's own folder tree is written relative to the output, so the folder can move
+and `studio run OUTPUT` still finds it (and the recorded content hash checks it).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from studio.errors import JobSpecError, MetadataError
-from studio.images import read_text_chunks
+from pipelines.sampler_names import A1111_NAMES
+from studio.errors import MetadataError, StudioError
+from studio.images import open_for_metadata
 from studio.jobs import Job
 from studio.registry import Registry
 
 PARAMETERS_KEY = "parameters"
 JOB_KEY = "studio_job"
-SAMPLER = "DDIM"
-
-# A key of A1111's settings line (`Steps`, `CFG scale`, `Hires upscaler`, `Lora hashes`, ...).
-_KEY_RE = re.compile(r"[A-Za-z][\w \-/()]{0,63}")
-MAX_PARAMETERS_CHARS = 1_000_000  # A1111 texts are a few KB; prompts are capped far lower by every UI
-_SIZE_RE = re.compile(r"^\s*(\d+)\s*x\s*(\d+)\s*$")
+VERSION = "diffusion-studio"  # A1111's `Version:` item, which tells our own texts apart
 _NEGATIVE_PREFIX = "Negative prompt:"
 
 
-def portable_path(text: str, *, cwd: Path | None = None, home: Path | None = None) -> str:
-    """Rewrite an absolute path so it reveals nothing about this machine; leave anything else alone."""
+def portable_path(text: str, *, cwd: Path | None = None, home: Path | None = None, base: Path | None = None) -> str:
+    """Rewrite a path so it reveals nothing about this machine: relative to `base` (the output's folder)
+    when inside it, else an absolute one relative to the working folder, `~/...`, or its name."""
     expanded = Path(os.path.expanduser(text))
+    cwd = (cwd or Path.cwd()).resolve()
+    if base is not None:
+        resolved = (expanded if expanded.is_absolute() else cwd / expanded).resolve()
+        if resolved.is_relative_to(base.resolve()):
+            return resolved.relative_to(base.resolve()).as_posix()
     if not expanded.is_absolute():
         return text
-    cwd = (cwd or Path.cwd()).resolve()
     home = (home or Path.home()).resolve()
     resolved = expanded.resolve()
     if resolved.is_relative_to(cwd):
@@ -49,42 +52,80 @@ def portable_path(text: str, *, cwd: Path | None = None, home: Path | None = Non
     return resolved.name
 
 
-def portable_job(job: Job, *, cwd: Path | None = None, home: Path | None = None) -> Job:
-    """The job as it may be embedded in a shared image: the model, the image and every option field its
-    task or control declares a file path (`ImagePath`/`MaskPath`) made portable."""
+def _map_paths(job: Job, rewrite: Any, *, model: bool = True) -> Job:
+    """The job with `rewrite` applied to its model (if `model`), its image, every declared file field, and
+    the keys of its recorded input hashes."""
     data = job.to_dict()
-    data["model"] = portable_path(job.model, cwd=cwd, home=home)
+    if model:
+        data["model"] = rewrite(job.model)
     if job.image:
-        data["image"] = portable_path(job.image, cwd=cwd, home=home)
+        data["image"] = rewrite(job.image)
     for where, _ in job.registry.file_fields(job):
         *parents, last = where
         holder = data
         for key in parents:
             holder = holder[key]
-        holder[last] = portable_path(holder[last], cwd=cwd, home=home)
-    data["inputs"] = {portable_path(k, cwd=cwd, home=home): v for k, v in job.inputs.items()}
+        holder[last] = rewrite(holder[last])
+    data["inputs"] = {rewrite(k): v for k, v in job.inputs.items()}
     return Job.from_dict(data, job.registry)
+
+
+def portable_job(job: Job, *, cwd: Path | None = None, home: Path | None = None, base: Path | None = None) -> Job:
+    """The job as it may be embedded in a shared image, every path made portable (see `portable_path`);
+    `base` is the output's folder. The model is a path only when local: a name or hub id stays."""
+    job = _map_paths(job, lambda p: portable_path(p, cwd=cwd, home=home, base=base), model=False)
+    return job.replace(model=portable_path(job.model, cwd=cwd, home=home))
+
+
+def rebased_job(job: Job, folder: Path) -> Job:
+    """The job read from an image in `folder`, its relative input paths found beside the image first.
+
+    Why: an input inside the output's folder tree is written relative to the output (`portable_job`), so
+    it is found again when the folder moves; other relative paths are the working folder's, as written.
+    """
+
+    def rebase(path: str) -> str:
+        candidate = folder / path
+        return str(candidate) if not Path(path).is_absolute() and candidate.is_file() else path
+
+    return _map_paths(job, rebase, model=False)
 
 
 def _quote(value: str) -> str:
     return json.dumps(value, ensure_ascii=False) if any(c in value for c in ',:\n"') else value
 
 
-def a1111_parameters(job: Job) -> str:
+def local_model_hash(model: str) -> str | None:
+    """A1111's AutoV2 hash of a local model (file or diffusers folder), None for a hub id or an unknown name."""
+    from studio.model_hash import model_hash
+    from studio.model_refs import ModelKind, resolve_model_ref
+
+    try:
+        ref = resolve_model_ref(model)
+    except StudioError:  # an unknown or refused reference: no file to hash, and nothing to say here
+        return None
+    if ref.kind is ModelKind.HUB:
+        return None
+    return model_hash(ref.location)
+
+
+def a1111_parameters(job: Job, *, model_hash: str | None = None) -> str:
     """A1111's `parameters` text: prompt, `Negative prompt: ...`, then one `Key: value, ...` line."""
     items: list[tuple[str, str]] = [
         ("Steps", str(job.steps)),
-        ("Sampler", SAMPLER),
+        ("Sampler", A1111_NAMES[job.sampler]),
         ("CFG scale", f"{job.guidance:g}"),
     ]
     if job.seed is not None:
         items.append(("Seed", str(job.seed)))
     if job.width is not None and job.height is not None:
         items.append(("Size", f"{job.width}x{job.height}"))
+    if model_hash:
+        items.append(("Model hash", model_hash))
     items.append(("Model", _quote(job.model)))
     if job.task != "generate":
         items.append(("Studio task", job.task))
-    items.append(("Version", "diffusion-studio"))
+    items.append(("Version", VERSION))
     lines = [job.prompt]
     if job.negative_prompt:
         lines.append(f"{_NEGATIVE_PREFIX} {job.negative_prompt}")
@@ -92,146 +133,51 @@ def a1111_parameters(job: Job) -> str:
     return "\n".join(lines)
 
 
-def png_text_chunks(job: Job) -> dict[str, str]:
-    """The text chunks for an output PNG: A1111 `parameters` and our `studio_job` JSON, both portable."""
-    safe = portable_job(job)
-    return {PARAMETERS_KEY: a1111_parameters(safe), JOB_KEY: safe.to_json(indent=None)}
-
-
-@dataclass(frozen=True)
-class A1111Parameters:
-    """A1111's `parameters` text split into its parts; `params` keeps every key as written."""
-
-    prompt: str
-    negative_prompt: str
-    params: dict[str, str] = field(default_factory=dict)
-
-
-def _unquote(value: str) -> str:
-    value = value.strip()
-    if len(value) >= 2 and value.startswith('"') and value.endswith('"'):
-        try:
-            return str(json.loads(value))
-        except json.JSONDecodeError:
-            return value[1:-1]
-    return value
-
-
-def _split_items(line: str) -> list[str]:
-    """The line cut at commas outside double quotes (A1111 JSON-quotes values holding commas); linear."""
-    items: list[str] = []
-    start = 0
-    quoted = escaped = False
-    for i, char in enumerate(line):
-        if escaped:
-            escaped = False
-        elif char == "\\" and quoted:
-            escaped = True
-        elif char == '"':
-            quoted = not quoted
-        elif char == "," and not quoted:
-            items.append(line[start:i])
-            start = i + 1
-    items.append(line[start:])
-    return items
-
-
-def settings_items(line: str) -> list[tuple[str, str]]:
-    """The `Key: value` items of an A1111 settings line, in linear time (a hostile line cannot stall it)."""
-    found = []
-    for item in _split_items(line):
-        key, colon, value = item.partition(":")
-        key = key.strip()
-        if colon and _KEY_RE.fullmatch(key):
-            found.append((key, value.strip()))
-    return found
-
-
-def parse_a1111_parameters(text: str) -> A1111Parameters:
-    """Split A1111's text: prompt lines, `Negative prompt:` lines, and the trailing `Key: value` line.
-
-    The last line counts as the settings line only if it holds at least three `Key: value` items, the
-    same test A1111 uses, so a prompt that merely contains a colon is not mistaken for settings.
-    """
-    if len(text) > MAX_PARAMETERS_CHARS:
-        raise MetadataError(
-            f"A1111 parameters: {len(text):,} characters is over the {MAX_PARAMETERS_CHARS:,}-character limit"
-        )
-    lines = text.strip().replace("\r\n", "\n").split("\n")
-    params: dict[str, str] = {}
-    found = settings_items(lines[-1])
-    if len(found) >= 3:
-        params = {key.strip(): _unquote(value) for key, value in found}
-        lines = lines[:-1]
-    prompt_lines: list[str] = []
-    negative_lines: list[str] = []
-    for line in lines:
-        if negative_lines or line.startswith(_NEGATIVE_PREFIX):
-            negative_lines.append(line.removeprefix(_NEGATIVE_PREFIX).lstrip() if not negative_lines else line)
-        else:
-            prompt_lines.append(line)
-    return A1111Parameters("\n".join(prompt_lines).strip(), "\n".join(negative_lines).strip(), params)
-
-
-_UNDERSTOOD = {"Steps", "Sampler", "CFG scale", "Seed", "Size", "Model", "Studio task", "Version"}
-
-
-def _number(params: dict[str, str], key: str, kind: type) -> Any:
-    try:
-        return kind(params[key])
-    except ValueError as exc:
-        raise MetadataError(f"A1111 parameters: {key} is not a number ({params[key]!r})") from exc
-
-
-def job_from_a1111(text: str, *, default_model: str = "toyworld") -> tuple[Job, list[str]]:
-    """A job from A1111 `parameters`, plus notes on what the studio will do differently."""
-    parsed = parse_a1111_parameters(text)
-    params = parsed.params
-    fields: dict[str, Any] = {"prompt": parsed.prompt, "negative_prompt": parsed.negative_prompt}
-    if "Steps" in params:
-        fields["steps"] = _number(params, "Steps", int)
-    if "CFG scale" in params:
-        fields["guidance"] = _number(params, "CFG scale", float)
-    if "Seed" in params:
-        fields["seed"] = _number(params, "Seed", int)
-    if "Size" in params:
-        size = _SIZE_RE.match(params["Size"])
-        if not size:
-            raise MetadataError(f"A1111 parameters: Size is not WxH ({params['Size']!r})")
-        fields["width"], fields["height"] = int(size[1]), int(size[2])
-    fields["model"] = params.get("Model") or default_model
-    notes: list[str] = []
-    task = params.get("Studio task", "generate")
-    if task != "generate":
-        notes.append(f"the A1111 text names task {task!r}; only the generation settings are restored")
-    sampler = params.get("Sampler")
-    if sampler and sampler != SAMPLER:
-        notes.append(f"sampler {sampler!r} is not available; the studio always samples with {SAMPLER}")
-    dropped = sorted(set(params) - _UNDERSTOOD)
-    if dropped:
-        notes.append(f"ignored A1111 settings: {', '.join(dropped)}")
-    try:
-        return Job(**fields), notes
-    except JobSpecError as exc:
-        raise MetadataError(f"A1111 parameters do not make a valid job: {exc}") from exc
+def png_text_chunks(job: Job, *, folder: Path | None = None) -> dict[str, str]:
+    """The text chunks for an output PNG written into `folder`: A1111 `parameters` (with the model's hash
+    when the model is a local file or folder) and our `studio_job` JSON, both portable."""
+    safe = portable_job(job, base=folder)
+    parameters = a1111_parameters(safe, model_hash=local_model_hash(job.model))
+    return {PARAMETERS_KEY: parameters, JOB_KEY: safe.to_json(indent=None)}
 
 
 @dataclass(frozen=True)
 class ImageJob:
-    """A job read back from an image, where it came from, and what could not be carried over."""
+    """A job read back from an image, where it came from, and what could not be carried over.
+
+    `missing_model` names a model the metadata gave (by name or hash) that no model folder holds: the job
+    keeps the name, and running it needs `--model` (`studio.model_dirs.missing_model_error` says so).
+    """
 
     job: Job
-    source: str  # "studio" | "a1111"
+    source: str  # "studio" | "a1111" | "comfyui"
     notes: tuple[str, ...] = ()
+    missing_model: Any = None  # studio.model_dirs.NamedModel
 
 
 def read_job(path: str | os.PathLike[str], registry: Registry | None = None) -> ImageJob:
-    """Read the job embedded in an image: our `studio_job` chunk if present, else A1111 `parameters`."""
-    chunks = read_text_chunks(path)
+    """Read the job embedded in an image: our `studio_job` chunk if present, else another tool's metadata
+    (A1111 text in a PNG chunk or EXIF UserComment, ComfyUI's graph), read by sd-parsers.
+
+    The image is opened by the studio's safe decoder (PNG, JPEG, WebP; bomb limits) and handed to the
+    parser already decoded, so no other decoder ever sees the file.
+    """
+    from studio.foreign_metadata import job_from_image_metadata
+
+    image = open_for_metadata(path)
     name = Path(path).name
-    if JOB_KEY in chunks:
-        return ImageJob(Job.from_json(chunks[JOB_KEY], registry), "studio")
-    if chunks.get(PARAMETERS_KEY, "").strip():
-        job, notes = job_from_a1111(chunks[PARAMETERS_KEY])
-        return ImageJob(job, "a1111", tuple(notes))
-    raise MetadataError(f"{name}: no studio job or A1111 parameters in this image")
+    text = getattr(image, "text", None) or {}
+    if JOB_KEY in text:
+        return ImageJob(Job.from_json(text[JOB_KEY], registry), "studio")
+    found = job_from_image_metadata(image, name)
+    if found is None:
+        raise MetadataError(f"{name}: no studio job or A1111/ComfyUI parameters in this image")
+    return found
+
+
+def job_from_a1111(text: str) -> tuple[Job, list[str]]:
+    """A job from A1111 `parameters` text, plus notes on what the studio will do differently."""
+    from studio.foreign_metadata import job_from_parameters
+
+    found = job_from_parameters({PARAMETERS_KEY: text})
+    return found.job, list(found.notes)

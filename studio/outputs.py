@@ -8,6 +8,7 @@ input, and default names stay unique when many runs share one folder and one sec
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Iterator
@@ -101,21 +102,52 @@ def _candidates(path: Path | None, job: Job) -> Iterator[tuple[Path, bool]]:
         yield folder / f"{base}-{counter}.png", True
 
 
-def _names(first: Path, count: int) -> list[Path]:
+def _names(first: Path, count: int, grid: bool) -> list[Path]:
     if count == 1:
         return [first]
-    return [first.with_name(f"{first.stem}-{i}.png") for i in range(count)]
+    return [first.with_name(f"{first.stem}-{i}.png") for i in range(count)] + (
+        [first.with_name(f"{first.stem}-grid.png")] if grid else []
+    )
 
 
-def save_result(result: Any, path: Path | None = None, *, metadata: bool = True, overwrite: bool = False) -> list[Path]:
-    """Save each image: one file, or `stem-<i>.png` for several. Returns the paths written.
+def grid_image(images: list[Any]) -> Any:
+    """The images side by side in rows (A1111's grid): ceil(sqrt(n)) columns, in order, on black."""
+    from PIL import Image
+
+    columns = math.ceil(math.sqrt(len(images)))
+    rows = math.ceil(len(images) / columns)
+    width, height = images[0].size
+    grid = Image.new("RGB", (columns * width, rows * height))
+    for i, image in enumerate(images):
+        grid.paste(image.convert("RGB"), ((i % columns) * width, (i // columns) * height))
+    return grid
+
+
+def _texts(result: Any, metadata: bool, folder: Path) -> list[dict[str, str] | None]:
+    """Each file's text chunks for outputs in `folder`: a batch's images carry their own jobs, and its
+    grid (last) the batch's job."""
+    image_jobs = getattr(result, "image_jobs", None)
+    if not metadata:
+        return [None] * (len(result.images) + (1 if image_jobs else 0))
+    if not image_jobs:
+        return [png_text_chunks(result.job, folder=folder)] * len(result.images)
+    return [png_text_chunks(job, folder=folder) for job in [*image_jobs, result.job]]
+
+
+def save_result(
+    result: Any, path: Path | None = None, *, metadata: bool = True, overwrite: bool = False
+) -> list[Path]:
+    """Save each image: one file, or `stem-<i>.png` for several (and `stem-grid.png` for a batch's grid).
+    Returns the paths written.
 
     `path` is the user's file, a folder to write default names into, or None for `outputs/`. A name
     the user gave is never replaced unless `overwrite`; a default name that is taken gets a counter.
     """
-    text = png_text_chunks(result.job) if metadata else None
+    batch = bool(getattr(result, "image_jobs", None))
+    images = [*result.images, grid_image(result.images)] if batch else list(result.images)
+    texts: dict[Path, list[dict[str, str] | None]] = {}
     for first, ours in _candidates(path, result.job):
-        targets = _names(first, len(result.images))
+        targets = _names(first, len(result.images), batch)
         _refuse_inputs(targets, result.job)
         if not overwrite and any(t.exists() for t in targets):
             if ours:
@@ -123,7 +155,9 @@ def save_result(result: Any, path: Path | None = None, *, metadata: bool = True,
             taken = next(t for t in targets if t.exists())
             raise OutputError(f"{taken} already exists; choose another --out, or pass --overwrite")
         try:
-            return _write_all(result.images, targets, text, overwrite=overwrite and not ours)
+            if first.parent not in texts:
+                texts[first.parent] = _texts(result, metadata, first.parent)
+            return _write_all(images, targets, texts[first.parent], overwrite=overwrite and not ours)
         except OutputExistsError:
             if not ours:
                 raise
@@ -131,10 +165,12 @@ def save_result(result: Any, path: Path | None = None, *, metadata: bool = True,
     raise OutputError(f"no free output name in {first.parent} after {MAX_NAME_TRIES:,} tries")
 
 
-def _write_all(images: list[Any], targets: list[Path], text: dict[str, str] | None, *, overwrite: bool) -> list[Path]:
+def _write_all(
+    images: list[Any], targets: list[Path], texts: list[dict[str, str] | None], *, overwrite: bool
+) -> list[Path]:
     written: list[Path] = []
     try:
-        for image, target in zip(images, targets, strict=True):
+        for image, target, text in zip(images, targets, texts, strict=True):
             written.append(save_png(image, target, text, overwrite=overwrite))
     except OutputError:
         if not overwrite:

@@ -60,6 +60,7 @@ def invert_and_reconstruct(
         num_inference_steps=job.steps,
         guidance_scale=job.guidance,
         negative_prompt=negative,
+        sampler=job.sampler,
         on_step=on_step,
         cancel=cancel,
     )
@@ -69,6 +70,7 @@ def invert_and_reconstruct(
         job.prompt,
         negative_prompt=negative,
         guidance_scale=job.guidance,
+        sampler=job.sampler,
         controls=controls,
         on_step=on_step,
         cancel=cancel,

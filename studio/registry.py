@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ValidationError
 
+from pipelines.sampler_names import DEFAULT_SAMPLER
 from studio.declarations import ControlDeclaration, ImagePath, MaskPath, TaskDeclaration, Zipped
 from studio.errors import JobSpecError
 from studio.validation import one_line
@@ -84,6 +85,11 @@ class Registry:
             raise JobSpecError(f"invalid job: the {job.task} task needs an input image")
         if image == "none" and job.image is not None:
             raise JobSpecError(f"invalid job: the {job.task} task takes no input image")
+        reason = declaration.needs_ddim(job)
+        if reason and job.sampler != DEFAULT_SAMPLER:
+            raise JobSpecError(f"invalid job: {job.task} needs the DDIM sampler, not {job.sampler!r}: {reason}")
+        if not declaration.batches and job.images_per_run > 1:
+            raise JobSpecError(f"invalid job: the {job.task} task makes one image per run; batch size and count are 1")
         options = self.task_options(job)
         if declaration.check is not None:
             declaration.check(job, options)

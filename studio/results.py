@@ -33,8 +33,15 @@ EventCallback = Callable[[RunEvent], None]
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a run made: the images, the resolved job that reproduces them, and measured figures."""
+    """What a run made: the images, the resolved job that reproduces them, and measured figures.
+
+    A batch (several images from one job) also has `image_jobs`: image i's own job, which re-makes it
+    alone, embedded in its file; `job` is the batch's, embedded in the grid. `notes` are for the user
+    (e.g. a prompt truncated beyond the encoder's chunk limit).
+    """
 
     job: Job
     images: list[Image.Image]
     metrics: dict[str, float] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    image_jobs: list[Job] | None = None

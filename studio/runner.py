@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from studio.declarations import TaskRun
 from studio.errors import JobCancelledError, RunError
 from studio.input_hashes import checked_input_hashes
 from studio.jobs import Job
+from studio.loras import applied_loras, resolved_loras
 from studio.model_cache import ModelCache
 from studio.results import EventCallback, JobResult, RunEvent
 
@@ -58,19 +59,29 @@ def run_job(
     Raises `JobCancelledError` when cancelled, `JobSpecError` when the job does not fit the model, and the
     model-reference/loading errors of `ModelCache.get`.
     """
+    registry = job.registry
+    task = registry.task(job.task)
+    options = registry.task_options(job)
+    total = task.steps(job, options)
+    hashes = checked_input_hashes(job)  # before any model loads: a changed input is refused at once
+    loras = resolved_loras(job)  # likewise a LoRA tag naming no file
+    if on_event is not None:
+        on_event(RunEvent("load", 0, total))
+    pipe = models.get(job.model)
+    with applied_loras(pipe, loras):  # for this run only: the cached model is itself again afterwards
+        result = _run_loaded(job, pipe, options, _Progress(total, on_event), cancel)
+    image_jobs = [j.replace(inputs=hashes) for j in result.image_jobs] if result.image_jobs else None
+    return replace(result, job=result.job.replace(inputs=hashes), image_jobs=image_jobs)
+
+
+def _run_loaded(job: Job, pipe: Any, options: Any, progress: _Progress, cancel: CancelToken | None) -> JobResult:
+    """Build the backbone and the extra controls on the loaded pipeline, and call the task."""
     import torch
 
     from pipelines.backbone import Backbone
     from pipelines.events import Cancelled
 
     registry = job.registry
-    task = registry.task(job.task)
-    options = registry.task_options(job)
-    total = task.steps(job, options)
-    hashes = checked_input_hashes(job)  # before any model loads: a changed input is refused at once
-    if on_event is not None:
-        on_event(RunEvent("load", 0, total))
-    pipe = models.get(job.model)
     try:
         backbone = Backbone.from_pipeline(pipe)
     except TypeError as exc:
@@ -79,10 +90,8 @@ def run_job(
     for index, spec in enumerate(job.controls):
         declaration = registry.control(spec.kind)
         controls += declaration.build(registry.control_options(spec, index), job, backbone)
-    progress = _Progress(total, on_event)
     try:
-        result = task.run(TaskRun(job, options, backbone, controls, progress, cancel))
-        return replace(result, job=result.job.replace(inputs=hashes))
+        return registry.task(job.task).run(TaskRun(job, options, backbone, controls, progress, cancel))
     except Cancelled as exc:
         raise JobCancelledError(f"job cancelled ({exc})") from exc
     except torch.OutOfMemoryError as exc:

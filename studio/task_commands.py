@@ -19,11 +19,11 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
+from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
 from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, Zipped
 from studio.errors import InputError
-
 from studio.jobs import SCHEMA_VERSION, Job
 
 if TYPE_CHECKING:
@@ -133,6 +133,18 @@ def _job_params(task: TaskDeclaration, registry: Registry) -> list[inspect.Param
             _param("width", Annotated[int | None, width], None),
             _param("height", Annotated[int | None, height], None),
         ]
+    sampler_help = "Sampler: " + ", ".join(sampler_names()) + " (our or A1111's names)."
+    if task.needs_ddim is not TaskDeclaration.needs_ddim:
+        sampler_help += " DDIM only where this method replays a DDIM inversion."
+    sampler = typer.Option("--sampler", help=sampler_help)
+    params.append(_param("sampler", Annotated[str, sampler], DEFAULT_SAMPLER))
+    if task.batches:
+        size_help = _with_range("Images per UNet call (seed, seed+1, ...).", Job.model_fields["batch_size"])
+        count_help = _with_range("UNet calls; seeds continue across them.", Job.model_fields["batch_count"])
+        params += [
+            _param("batch_size", Annotated[int, typer.Option("--batch-size", help=size_help)], 1),
+            _param("batch_count", Annotated[int, typer.Option("--batch-count", help=count_help)], 1),
+        ]
     kinds = ", ".join(registry.controls) or "none yet"
     control = typer.Option("--control", help=CONTROL_HELP.format(kinds=kinds))
     params.append(_param("control", Annotated[list[str] | None, control], None))
@@ -175,7 +187,9 @@ def task_command(task: TaskDeclaration, registry: Registry) -> Callable[..., Non
 def job_from_flags(task: TaskDeclaration, registry: Registry, values: dict[str, Any]) -> Job:
     """The job the flags describe, validated against `registry` (no file is read yet)."""
     fields: dict[str, Any] = {"task": task.name, "model": values["model"], "prompt": values["prompt"]}
-    fields |= {"steps": values["steps"], "guidance": values["guidance"]}
+    fields |= {"steps": values["steps"], "guidance": values["guidance"], "sampler": values["sampler"]}
+    if task.batches:
+        fields |= {"batch_size": values["batch_size"], "batch_count": values["batch_count"]}
     if values.get("image") is not None:
         fields["image"] = str(values["image"])
     if task.inputs.negative_and_seed:

@@ -27,6 +27,8 @@ def one_line(exc: ValidationError, model: type[BaseModel], where: str) -> str:
         low, high = _range_of(model, error["loc"])
         step = error["ctx"]["multiple_of"]
         return f"invalid job: {loc} must be a multiple of {step} {_describe(low, high)} (got {got!r})"
+    if kind == "value_error":  # our validators' own message, as written (it may quote names, e.g. "Euler a")
+        return f"invalid job: {loc}: {str(error['ctx']['error'])}"
     return f"invalid job: {loc}: {error['msg'].lower()} (got {got!r})"
 
 

@@ -20,7 +20,7 @@ from PIL import Image, PngImagePlugin
 from studio.errors import StudioError
 from studio.jobs import Job
 from studio.masks import load_mask
-from studio.metadata import job_from_a1111, parse_a1111_parameters, read_job
+from studio.metadata import job_from_a1111, read_job
 from studio.safe_json import parse_json
 
 FUZZ = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -71,7 +71,6 @@ def test_job_from_json_gives_a_job_or_one_line(text):
 @FUZZ
 @given(st.text(max_size=400))
 def test_a1111_text_gives_a_job_or_one_line(text):
-    parse_a1111_parameters(text)
     try:
         job_from_a1111(text)
     except StudioError as exc:

@@ -213,7 +213,9 @@ CASES: list[Case] = [
                                                                          "[" * 100_000 + "]" * 100_000)], 2, "nested"),
     Case("inspect-no-metadata", lambda d: ["inspect", _png(d, "plain.png")], 2, "no studio job"),
     Case("inspect-bad-a1111-size", lambda d: ["inspect", _png_with_text(
-        d, "p.png", "parameters", "a cat\nSteps: 5, Sampler: DDIM, Size: huge")], 2, "Size"),
+        d, "p.png", "parameters", "a cat\nSteps: 5, Sampler: DDIM, CFG scale: 7, Seed: 1, Size: huge")], 2, "Size"),
+    Case("inspect-a1111-no-settings", lambda d: ["inspect", _png_with_text(
+        d, "p.png", "parameters", "a cat\nSteps: 5, Sampler: DDIM, Size: huge")], 2, "Steps"),
     Case("inspect-a1111-ok", lambda d: ["inspect", _png_with_text(
         d, "p.png", "parameters", "a cat\nSteps: 5, Sampler: Euler a, CFG scale: 7, Seed: 3")], 0),
     # --- output paths -------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""PNG metadata (studio/metadata.py): our job chunk, A1111 `parameters`, and path privacy."""
+"""PNG metadata (studio/metadata.py): our job chunk, A1111 `parameters` (read by sd-parsers through
+studio/foreign_metadata.py), and path privacy."""
 
 from __future__ import annotations
 
@@ -15,7 +16,6 @@ from studio.metadata import (
     PARAMETERS_KEY,
     a1111_parameters,
     job_from_a1111,
-    parse_a1111_parameters,
     png_text_chunks,
     portable_path,
     read_job,
@@ -34,41 +34,36 @@ A1111_TEXT = (
 )
 
 
-def test_parse_realistic_a1111_text():
-    parsed = parse_a1111_parameters(A1111_TEXT)
-    assert parsed.prompt == (
+def test_realistic_a1111_text_becomes_a_job_with_notes():
+    job, notes = job_from_a1111(A1111_TEXT)
+    assert job.prompt == (
         "masterpiece, best quality, a photo of a cat wearing a hat, (detailed fur:1.2)\n<lora:catstyle:0.8>"
     )
-    assert parsed.negative_prompt == "lowres, bad anatomy, blurry\nworst quality"
-    assert parsed.params["Lora hashes"] == "catstyle: 0123456789ab, other: ffee"
-    assert parsed.params["Schedule type"] == "Karras"
-    assert parsed.params["Version"] == "v1.9.4"
-
-
-def test_a1111_text_becomes_a_job_with_notes():
-    job, notes = job_from_a1111(A1111_TEXT)
-    assert (job.steps, job.guidance, job.seed, job.width, job.height) == (30, 7.5, 3141592653, 512, 768)
-    assert job.model == "v1-5-pruned-emaonly"
     assert job.negative_prompt == "lowres, bad anatomy, blurry\nworst quality"
-    assert any("DPM++ 2M" in note and "DDIM" in note for note in notes)
-    assert any("Lora hashes" in note and "Hires upscale" in note for note in notes)
+    assert (job.steps, job.guidance, job.seed, job.width, job.height) == (30, 7.5, 3141592653, 512, 768)
+    assert job.sampler == "dpmpp_2m_karras"  # `Sampler: DPM++ 2M, Schedule type: Karras`
+    assert job.model == "v1-5-pruned-emaonly"  # in no model folder: kept as named (running it needs --model)
+    assert any("Hires upscale" in note and "Denoising strength" in note for note in notes)
 
 
-def test_a1111_prompt_without_settings_line():
-    parsed = parse_a1111_parameters("just a prompt: with a colon\nNegative prompt: ugly")
-    assert parsed.prompt == "just a prompt: with a colon"
-    assert parsed.negative_prompt == "ugly"
-    assert parsed.params == {}
+def test_a1111_text_without_a_settings_line_is_a_clear_error():
+    with pytest.raises(MetadataError, match="Steps"):
+        job_from_a1111("just a prompt: with a colon\nNegative prompt: ugly")
 
 
 def test_a1111_bad_size_is_a_clear_error():
     with pytest.raises(MetadataError, match="Size"):
-        job_from_a1111("p\nSteps: 20, Sampler: DDIM, Size: big")
+        job_from_a1111("p\nSteps: 20, Sampler: DDIM, CFG scale: 7, Seed: 1, Size: big")
+
+
+def test_a1111_unknown_sampler_is_a_note():
+    job, notes = job_from_a1111("p\nSteps: 20, Sampler: Heun, CFG scale: 7, Seed: 1, Size: 64x64")
+    assert job.sampler == "ddim" and any("Heun" in note for note in notes)
 
 
 def test_our_parameters_text_parses_back_to_the_same_job():
     job = Job(
-        model="weird, name: v2",
+        model="owner/model-v2",
         prompt="a cat, on a mat: cosy",
         negative_prompt="dark, noisy",
         seed=9,
@@ -76,8 +71,10 @@ def test_our_parameters_text_parses_back_to_the_same_job():
         guidance=6.5,
         width=576,
         height=320,
+        sampler="euler_a",
     )
     text = a1111_parameters(job)
+    assert "Sampler: Euler a," in text
     back, notes = job_from_a1111(text)
     assert back == job
     assert notes == []

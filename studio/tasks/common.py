@@ -72,6 +72,9 @@ def method_errors(method: str):
     return guard()
 
 
+REPLAYS_INVERSION = "it replays a DDIM inversion, which only the deterministic DDIM update retraces"
+
+
 def hooks(task: TaskRun) -> dict[str, Any]:
     """What every pipeline call of a task passes through: the job's extra controls, progress and cancel."""
     return {"controls": task.controls, "on_step": task.on_step, "cancel": task.cancel}
@@ -84,6 +87,7 @@ def sampling(task: TaskRun, seed: int, height: int, width: int) -> dict[str, Any
         "negative_prompt": job.negative_prompt or None,  # None keeps the family's default (SDXL: zeros)
         "num_inference_steps": job.steps,
         "guidance_scale": job.guidance,
+        "sampler": job.sampler,
         "width": width,
         "height": height,
         "generator": generator(seed),

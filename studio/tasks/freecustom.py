@@ -74,7 +74,8 @@ def run(task: TaskRun) -> JobResult:
             max_memory_bytes=available_memory_bytes(backbone.device),
             **sampling(task, seed, height, width),
         )
-    return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
+    notes = getattr(output, "notes", ())
+    return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images), notes=notes)
 
 
 TASK = TaskDeclaration(
@@ -84,4 +85,5 @@ TASK = TaskDeclaration(
     run=run,
     inputs=JobInputs(argument="prompt", argument_help="Prompt composing the concepts."),
     schedule=Schedule(FREECUSTOM_RUN.steps, FREECUSTOM_RUN.guidance),
+    needs_ddim=lambda job: "its references are re-noised to DDIM's levels and teacher-forced every step",
 )

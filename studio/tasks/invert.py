@@ -5,7 +5,7 @@ from __future__ import annotations
 from pipelines.settings import RECONSTRUCT
 from studio.declarations import JobInputs, Options, Schedule, TaskDeclaration, TaskRun
 from studio.results import JobResult
-from studio.tasks.common import hooks, size_of
+from studio.tasks.common import REPLAYS_INVERSION, hooks, size_of
 
 
 class InvertOptions(Options):
@@ -44,5 +44,6 @@ TASK = TaskDeclaration(
         negative_and_seed=False,
     ),
     schedule=Schedule(RECONSTRUCT.steps, RECONSTRUCT.guidance, guidance_help="CFG scale for inversion."),
+    needs_ddim=lambda job: REPLAYS_INVERSION,
     steps=lambda job, options: 2 * job.steps,  # the schedule runs twice: inversion, then reconstruction
 )

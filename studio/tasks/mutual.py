@@ -12,7 +12,7 @@ from studio.declarations import JobInputs, MaskPath, Options, Schedule, TaskDecl
 from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import method_errors, sampling, seed_of, size_of
+from studio.tasks.common import REPLAYS_INVERSION, method_errors, sampling, seed_of, size_of
 
 
 class MutualOptions(Options):
@@ -32,6 +32,11 @@ class MutualOptions(Options):
 def check(job, options: MutualOptions) -> None:
     if options.masked and (not job.image or not options.target_mask):
         raise JobSpecError("mutual: the masked variant needs a source image (--image) and a target mask")
+
+
+def needs_ddim(job) -> str | None:
+    """A real source is DDIM-inverted and its row replays the trajectory; synthesis takes any sampler."""
+    return REPLAYS_INVERSION + " (the real source image; synthesis takes any sampler)" if job.image else None
 
 
 def run(task: TaskRun) -> JobResult:
@@ -68,7 +73,8 @@ def run(task: TaskRun) -> JobResult:
             inversion_guidance_scale=opts.inversion_guidance,
             **sampling(task, seed, height, width),
         )
-    return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images))
+    notes = getattr(output, "notes", ())
+    return JobResult(job.replace(seed=seed, width=width, height=height), list(output.images), notes=notes)
 
 
 TASK = TaskDeclaration(
@@ -85,4 +91,5 @@ TASK = TaskDeclaration(
     schedule=Schedule(MUTUAL.steps, MUTUAL.guidance),
     steps=lambda job, options: job.steps * (2 if job.image else 1),  # a real source is inverted first
     check=check,
+    needs_ddim=needs_ddim,
 )

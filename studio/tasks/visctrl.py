@@ -13,7 +13,7 @@ from studio.declarations import TaskRun, Zipped, setting
 from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import hooks, method_errors
+from studio.tasks.common import REPLAYS_INVERSION, hooks, method_errors
 
 MAX_VIEWS = 16  # views edited together in one batch; each adds a CFG pair of UNet rows
 
@@ -99,6 +99,7 @@ def run(task: TaskRun) -> JobResult:
             sample_fraction=opts.sample_fraction,
             crop=opts.crop,
             size=job.width or job.height or None,
+            sampler=job.sampler,
             **hooks(task),
         )
     return JobResult(job, list(output.images))
@@ -124,5 +125,6 @@ TASK = TaskDeclaration(
         guidance_help="CFG of the first pass.",
     ),
     steps=total_steps,
+    needs_ddim=lambda job: REPLAYS_INVERSION,
     check=check,
 )
