@@ -16,6 +16,10 @@ import pytest
 
 def pytest_configure(config: pytest.Config) -> None:
     os.environ["HF_HUB_OFFLINE"] = "1"
+    # Caches the studio writes (the model-hash cache) go to a throwaway folder, never the user's ~/.cache.
+    import tempfile
+
+    os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="studio-test-cache-")
     os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
     # The tiny models' ops are too small to split across threads: one thread is as fast alone and far
     # faster when the two cores are shared.
