@@ -119,6 +119,21 @@ class StudioUI:
 # --- widgets -----------------------------------------------------------------------------------------
 
 
+class StudioImage(gr.Image):
+    """An image upload handed to the studio's own reader unopened.
+
+    Why: gradio's `Image` opens uploads with `PIL.Image.open`, so a decompression bomb or a file that is not
+    an image fails inside gradio with a bare "Error". Passing the uploaded file's path on (gradio has already
+    checked that it is an upload of this app) lets `studio.images.open_image` refuse it with one line.
+    """
+
+    def get_block_name(self) -> str:
+        return "image"  # the same browser component as gr.Image
+
+    def preprocess(self, payload: Any) -> str | None:
+        return None if payload is None or payload.path is None else str(payload.path)
+
+
 def _elem_id(task: str, key: str) -> str:
     return f"{task}-{key}".replace(".", "-").replace("_", "-")
 
@@ -134,7 +149,7 @@ def _widget(task: str, spec: FieldSpec) -> gr.components.Component:
     if spec.kind == "checkbox":
         return gr.Checkbox(spec.default, **common, **info)
     if spec.kind == "image":
-        return gr.Image(type="filepath", format="png", image_mode=None, sources=["upload", "clipboard"], **common)
+        return StudioImage(type="filepath", format="png", image_mode=None, sources=["upload", "clipboard"], **common)
     if spec.kind == "mask":
         label = f"{spec.label}: paint the object (nothing painted = automatic mask)"
         return gr.ImageEditor(
