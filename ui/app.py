@@ -30,6 +30,7 @@ from studio.registry import Registry, default_registry
 from ui.form_job import MaskWriter, form_from_job, job_from_form
 from ui.form_spec import FieldSpec, job_specs, option_specs
 from ui.runs import RunUpdate, SessionRuns, one_line, session_folder
+from ui.upload import StudioImage
 
 TITLE = "Diffusion Studio"
 DEVICE_QUEUE = "device"  # every run event shares one queue slot: one job on the device at a time
@@ -117,21 +118,6 @@ class StudioUI:
 
 
 # --- widgets -----------------------------------------------------------------------------------------
-
-
-class StudioImage(gr.Image):
-    """An image upload handed to the studio's own reader unopened.
-
-    Why: gradio's `Image` opens uploads with `PIL.Image.open`, so a decompression bomb or a file that is not
-    an image fails inside gradio with a bare "Error". Passing the uploaded file's path on (gradio has already
-    checked that it is an upload of this app) lets `studio.images.open_image` refuse it with one line.
-    """
-
-    def get_block_name(self) -> str:
-        return "image"  # the same browser component as gr.Image
-
-    def preprocess(self, payload: Any) -> str | None:
-        return None if payload is None or payload.path is None else str(payload.path)
 
 
 def _elem_id(task: str, key: str) -> str:
