@@ -16,17 +16,17 @@ from PIL import Image
 
 pytest.importorskip("gradio", reason="the UI needs the `ui` extra (gradio)")
 
-from studio.declarations import ImagePath, MaskPath, Zipped  # noqa: E402
-from studio.images import open_image  # noqa: E402
-from studio.masks import load_mask  # noqa: E402
-from studio.metadata import read_job  # noqa: E402
-from studio.model_cache import ModelCache  # noqa: E402
-from studio.registry import default_registry  # noqa: E402
-from ui.app import StudioUI  # noqa: E402
-from ui.form_job import painted_mask  # noqa: E402
-from ui.form_spec import form_specs, option_key  # noqa: E402
-from ui.preview import latent_preview  # noqa: E402
-from ui.runs import SessionRuns  # noqa: E402
+from studio.declarations import ImagePath, MaskPath, Zipped
+from studio.images import open_image
+from studio.masks import load_mask
+from studio.metadata import read_job
+from studio.model_cache import ModelCache
+from studio.registry import default_registry
+from ui.app import StudioUI
+from ui.form_job import painted_mask
+from ui.form_spec import form_specs, option_key
+from ui.preview import latent_preview
+from ui.runs import SessionRuns
 
 SIZE = 64
 
@@ -70,7 +70,8 @@ def test_every_option_of_every_task_has_a_widget_of_its_kind():
             elif info.annotation in (int, float):
                 assert spec.default == info.default
                 if spec.kind == "slider":
-                    bounds = [getattr(m, attr) for m in info.metadata for attr in ("ge", "gt", "le") if hasattr(m, attr)]
+                    attrs = ("ge", "gt", "le")
+                    bounds = [getattr(m, a) for m in info.metadata for a in attrs if hasattr(m, a)]
                     assert (spec.minimum, spec.maximum) == (min(bounds), max(bounds))
 
 
@@ -78,9 +79,31 @@ def test_a_form_runs_the_clis_job_and_writes_the_same_bytes(ui, runner, tiny_sd1
     from studio.cli import app
 
     cli_out = tmp_path / "cli.png"
-    result = runner.invoke(app, ["mutual", "a red ball", "--source-prompt", "a blue cube", "--start", "0.3",
-                                 "--model", str(tiny_sd15_dir), "--seed", "3", "--steps", "2", "-g", "5",
-                                 "-W", str(SIZE), "-H", str(SIZE), "--out", str(cli_out)])
+    result = runner.invoke(
+        app,
+        [
+            "mutual",
+            "a red ball",
+            "--source-prompt",
+            "a blue cube",
+            "--start",
+            "0.3",
+            "--model",
+            str(tiny_sd15_dir),
+            "--seed",
+            "3",
+            "--steps",
+            "2",
+            "-g",
+            "5",
+            "-W",
+            str(SIZE),
+            "-H",
+            str(SIZE),
+            "--out",
+            str(cli_out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     values = form(tiny_sd15_dir, prompt="a red ball", **{"opt.source_prompt": "a blue cube", "opt.start": 0.3})
     final = last(ui.run_form("mutual", values, "alice"))
@@ -155,8 +178,9 @@ def test_a_painted_mask_becomes_the_jobs_mask_file(ui, tiny_sd15_dir, tmp_path):
     layer = np.zeros((SIZE * 2, SIZE * 2, 4), np.uint8)  # the editor's canvas may be larger than the image
     layer[20:60, 40:100, 3] = 255
     editor = {"background": None, "layers": [layer], "composite": None}
-    values = form(tiny_sd15_dir, prompt="x", image=str(target), **{"opt.reference": str(target),
-                                                                   "opt.target_mask": editor})
+    values = form(
+        tiny_sd15_dir, prompt="x", image=str(target), **{"opt.reference": str(target), "opt.target_mask": editor}
+    )
     values.pop("width"), values.pop("height")
     job = ui.job_of_form("visctrl", values, "alice")
     mask = load_mask(job.options["visctrl"]["target_mask"], expected_size=(SIZE, SIZE))
@@ -176,3 +200,15 @@ def test_a_dropped_png_restores_its_job_and_reruns_to_the_same_bytes(ui, tiny_sd
     assert np.array_equal(np.asarray(open_image(again.outputs[0])), np.asarray(open_image(made)))
     assert again.outputs[0].read_bytes() == made.read_bytes()
     assert again.outputs[0].parent != made.parent  # each session has its own output folder
+
+
+def test_the_launcher_refuses_an_exposed_address_without_a_password(capsys):
+    from ui.__main__ import parse_args
+
+    assert parse_args([]).host == "127.0.0.1"
+    assert parse_args(["--host", "0.0.0.0", "--auth", "me:secret"]).auth == "me:secret"
+    for argv in (["--host", "0.0.0.0"], ["--host", "192.168.1.5"], ["--auth", "no-colon"]):
+        with pytest.raises(SystemExit) as exit_:
+            parse_args(argv)
+        assert exit_.value.code == 2
+    assert "--auth USER:PASS" in capsys.readouterr().err

@@ -21,15 +21,21 @@ import pytest
 pytest.importorskip("gradio", reason="the UI needs the `ui` extra (gradio)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (the `test` extra)")
 
-from studio.images import open_image  # noqa: E402
-from studio.masks import load_mask  # noqa: E402
-from studio.metadata import read_job  # noqa: E402
+from studio.images import open_image
+from studio.masks import load_mask
+from studio.metadata import read_job
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "outputs" / "test-ui"
 CONCEPT = ROOT / "assets" / "toyworld" / "concepts" / "orange_crescent"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 RUN_TIMEOUT_MS = 120_000
 
 pytestmark = pytest.mark.slow
@@ -56,8 +62,7 @@ def server(tmp_path_factory):
     ui = StudioUI(SessionRuns(ModelCache(), out), work_dir=work)
     demo = ui.blocks()
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True,
-                            **launch_kwargs(out, work))
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs(out, work))
     yield url, ui
     demo.close()
 
@@ -127,8 +132,10 @@ def test_generate_shows_progress_and_the_image_whose_download_keeps_its_job(page
     page.fill("#generate-seed input", "7")
     set_number(page, "#generate-steps", 12)
     click_run(page, "generate")
-    page.wait_for_function("() => /step \\d+ of 12/.test(document.querySelector('#generate-status textarea').value)",
-                           timeout=RUN_TIMEOUT_MS)  # the progress moves
+    page.wait_for_function(
+        "() => /step \\d+ of 12/.test(document.querySelector('#generate-status textarea').value)",
+        timeout=RUN_TIMEOUT_MS,
+    )  # the progress moves
     assert wait_done(page, "generate").startswith("done")
     page.wait_for_selector("#generate-gallery img")
     shot(page, "generate-done")
@@ -179,15 +186,18 @@ def test_cancel_stops_a_long_job_and_the_ui_stays_usable(page, server):
     page.fill("#generate-prompt textarea", "a blue circle")
     set_number(page, "#generate-steps", 400)
     click_run(page, "generate")
-    page.wait_for_function("() => /step \\d+ of 400/.test(document.querySelector('#generate-status textarea').value)",
-                           timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => /step \\d+ of 400/.test(document.querySelector('#generate-status textarea').value)",
+        timeout=RUN_TIMEOUT_MS,
+    )
     page.click("#generate-cancel")
     status = wait_done(page, "generate")
     assert status.startswith("job cancelled"), status
     set_number(page, "#generate-steps", 3)
     click_run(page, "generate")
-    page.wait_for_function("() => /^done/.test(document.querySelector('#generate-status textarea').value)",
-                           timeout=RUN_TIMEOUT_MS)
+    page.wait_for_function(
+        "() => /^done/.test(document.querySelector('#generate-status textarea').value)", timeout=RUN_TIMEOUT_MS
+    )
 
 
 def test_dropping_a_studio_png_restores_the_job_and_reruns_to_the_same_bytes(page, server):
@@ -223,8 +233,15 @@ def test_files_outside_the_apps_folders_are_refused(server, tmp_path):
     inside.symlink_to(outside)
     (ui.runs.output_dir / "served.txt").write_text("ok")
     out = ui.runs.output_dir
-    for path in [outside, "/etc/passwd", f"{out}/../{outside.parent.name}/secret.png", f"{out}/../../../etc/passwd",
-                 inside, f"{out}/%2e%2e/%2e%2e/etc/passwd", "../../../../etc/passwd"]:
+    for path in [
+        outside,
+        "/etc/passwd",
+        f"{out}/../{outside.parent.name}/secret.png",
+        f"{out}/../../../etc/passwd",
+        inside,
+        f"{out}/%2e%2e/%2e%2e/etc/passwd",
+        "../../../../etc/passwd",
+    ]:
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(f"{url}gradio_api/file={path}")
         assert refused.value.code in (403, 404), path
@@ -251,7 +268,7 @@ def test_a_bad_upload_gets_one_line_and_the_app_keeps_serving(page, tmp_path, ki
 
 
 def test_two_browsers_see_only_their_own_jobs_and_cancel_only_their_own(browser, server):
-    url, ui = server
+    url, _ = server
     pages = []
     for _ in range(2):
         context = browser.new_context(viewport={"width": 1400, "height": 1800})
@@ -262,16 +279,19 @@ def test_two_browsers_see_only_their_own_jobs_and_cancel_only_their_own(browser,
     alice.fill("#generate-prompt textarea", "a yellow ring")
     set_number(alice, "#generate-steps", 300)
     click_run(alice, "generate")
-    alice.wait_for_function("() => /step \\d+ of 300/.test(document.querySelector('#generate-status textarea').value)",
-                            timeout=RUN_TIMEOUT_MS)
+    alice.wait_for_function(
+        "() => /step \\d+ of 300/.test(document.querySelector('#generate-status textarea').value)",
+        timeout=RUN_TIMEOUT_MS,
+    )
     bob.click("#generate-cancel")  # Bob's Cancel must not stop Alice's job
     bob.wait_for_function("() => document.querySelector('#generate-status textarea').value === 'nothing to cancel'")
     bob.fill("#generate-prompt textarea", "a purple cross")
     set_number(bob, "#generate-steps", 3)
     click_run(bob, "generate")  # queued behind Alice's job: one job on the device at a time
-    alice.wait_for_function("() => /step (2\\d|[3-9]\\d|\\d{3}) of 300/"
-                            ".test(document.querySelector('#generate-status textarea').value)",
-                            timeout=RUN_TIMEOUT_MS)  # still running after Bob's Cancel
+    alice.wait_for_function(
+        "() => /step (2\\d|[3-9]\\d|\\d{3}) of 300/.test(document.querySelector('#generate-status textarea').value)",
+        timeout=RUN_TIMEOUT_MS,
+    )  # still running after Bob's Cancel
     alice.click("#generate-cancel")
     assert wait_done(alice, "generate").startswith("job cancelled")
     assert wait_done(bob, "generate").startswith("done")

@@ -30,7 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--host", default="127.0.0.1", help="Address to listen on (default 127.0.0.1).")
     parser.add_argument("--port", type=int, default=None, help="Port (default: the first free one from 7860).")
     parser.add_argument("--auth", default=None, help="USER:PASS; required when --host is not a loopback address.")
-    parser.add_argument("--model", action="append", default=None, help="A model to offer (repeatable; default toyworld).")
+    parser.add_argument(
+        "--model", action="append", default=None, help="A model to offer (repeatable; default toyworld)."
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/ui"), help="Where results are written.")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda[:N].")
     parser.add_argument("--precision", default="auto", help="auto, fp32, fp16 or bf16.")

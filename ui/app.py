@@ -49,7 +49,11 @@ class StudioUI:
     """The handlers of the app, independent of gradio's wiring (tests call them directly)."""
 
     def __init__(
-        self, runs: SessionRuns, *, models: Sequence[str] = ("toyworld",), registry: Registry | None = None,
+        self,
+        runs: SessionRuns,
+        *,
+        models: Sequence[str] = ("toyworld",),
+        registry: Registry | None = None,
         work_dir: Path | None = None,
     ) -> None:
         if not models:
@@ -131,7 +135,8 @@ def _widget(task: str, spec: FieldSpec) -> gr.components.Component:
         return gr.Slider(spec.minimum, spec.maximum, value=spec.default, step=spec.step, **common, **info)
     if spec.kind in ("int", "float"):
         precision = 0 if spec.integer else None
-        return gr.Number(spec.default, minimum=spec.minimum, maximum=spec.maximum, precision=precision, **common, **info)
+        bounds = {"minimum": spec.minimum, "maximum": spec.maximum}
+        return gr.Number(spec.default, precision=precision, **bounds, **common, **info)
     if spec.kind == "checkbox":
         return gr.Checkbox(spec.default, **common, **info)
     if spec.kind == "image":
@@ -139,9 +144,15 @@ def _widget(task: str, spec: FieldSpec) -> gr.components.Component:
     if spec.kind == "mask":
         label = f"{spec.label}: paint the object (nothing painted = automatic mask)"
         return gr.ImageEditor(
-            type="numpy", image_mode="RGBA", format="png", layers=False, transforms=(),
-            sources=["upload"], brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=8),
-            label=label, elem_id=common["elem_id"],
+            type="numpy",
+            image_mode="RGBA",
+            format="png",
+            layers=False,
+            transforms=(),
+            sources=["upload"],
+            brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=8),
+            label=label,
+            elem_id=common["elem_id"],
         )
     lines = 2 if spec.key == "prompt" else 1
     return gr.Textbox(spec.default, lines=lines, **common, **info)
@@ -189,8 +200,12 @@ def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
             status = gr.Textbox(label="Status", interactive=False, elem_id=_elem_id(name, "status"))
             preview = gr.Image(label="Preview", interactive=False, format="png", elem_id=_elem_id(name, "preview"))
             gallery = gr.Gallery(label="Results", format="png", columns=3, elem_id=_elem_id(name, "gallery"))
-            files = gr.File(label="Download (PNG with its job)", file_count="multiple", interactive=False,
-                            elem_id=_elem_id(name, "files"))
+            files = gr.File(
+                label="Download (PNG with its job)",
+                file_count="multiple",
+                interactive=False,
+                elem_id=_elem_id(name, "files"),
+            )
             history = gr.State([])
     for spec in [*job_specs(task), *options]:
         if spec.kind == "mask" and spec.mask_of in fields:
@@ -201,7 +216,7 @@ def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
 def _wire_run(ui: StudioUI, tab: _TaskTab) -> None:
     by_key = {**tab.fields, "model": tab.model}
 
-    def handler(data: dict, request: gr.Request, progress: gr.Progress = gr.Progress()):
+    def handler(data: dict, request: gr.Request, progress: gr.Progress = gr.Progress()):  # noqa: B008 (gradio reads it)
         values = {key: data[component] for key, component in by_key.items()}
         history = list(data[tab.history])
         for update in ui.run_form(tab.name, values, request.session_hash):
@@ -226,7 +241,11 @@ def _wire_run(ui: StudioUI, tab: _TaskTab) -> None:
 
     outputs = [tab.status, tab.preview, tab.gallery, tab.files, tab.history]
     tab.run.click(
-        handler, {*by_key.values(), tab.history}, outputs, concurrency_id=DEVICE_QUEUE, concurrency_limit=1,
+        handler,
+        {*by_key.values(), tab.history},
+        outputs,
+        concurrency_id=DEVICE_QUEUE,
+        concurrency_limit=1,
         api_name=f"run_{tab.name}",
     )
 
@@ -264,8 +283,13 @@ def _build_blocks(ui: StudioUI) -> gr.Blocks:
     with gr.Blocks(title=TITLE, delete_cache=(3600, 24 * 3600)) as demo:
         gr.Markdown(f"## {TITLE}")
         with gr.Row():
-            drop = gr.File(label="Drop a PNG made by the studio (or A1111) to load its job", file_types=["image"],
-                           type="filepath", elem_id="load-job", scale=2)
+            drop = gr.File(
+                label="Drop a PNG made by the studio (or A1111) to load its job",
+                file_types=["image"],
+                type="filepath",
+                elem_id="load-job",
+                scale=2,
+            )
             note = gr.Textbox(label="Loaded job", interactive=False, elem_id="load-job-note", scale=3)
         tabs_list: list[_TaskTab] = []
         with gr.Tabs() as tabs:

@@ -62,7 +62,7 @@ def _number(spec: FieldSpec, value: Any) -> Any:
     if value is None or value == "":
         return spec.default
     try:
-        return int(round(float(value))) if spec.integer else float(value)
+        return round(float(value)) if spec.integer else float(value)
     except (TypeError, ValueError):
         raise InputError(f"{spec.label.lower()}: {value!r} is not a number") from None
 
@@ -83,9 +83,7 @@ def _value(spec: FieldSpec, values: Mapping[str, Any], write_mask: MaskWriter) -
     return _text(raw)
 
 
-def job_from_form(
-    task: TaskDeclaration, registry: Registry, values: Mapping[str, Any], write_mask: MaskWriter
-) -> Job:
+def job_from_form(task: TaskDeclaration, registry: Registry, values: Mapping[str, Any], write_mask: MaskWriter) -> Job:
     """The job the form describes, validated against `registry` (raises a one-line `StudioError`)."""
     specs = {spec.key: spec for spec in form_specs(task)}
     got = {key: _value(spec, values, write_mask) for key, spec in specs.items()}
@@ -123,8 +121,10 @@ def _options(task: TaskDeclaration, got: Mapping[str, Any]) -> dict[str, Any]:
         while option_key(name, index, zipped.primary) in got:
             if got[option_key(name, index, zipped.primary)]:
                 records.append(
-                    {sub: _optional_text(got[option_key(name, index, sub)], sub_info.default)
-                     for sub, sub_info in record.model_fields.items()}
+                    {
+                        sub: _optional_text(got[option_key(name, index, sub)], sub_info.default)
+                        for sub, sub_info in record.model_fields.items()
+                    }
                 )
             index += 1
         options[name] = records
@@ -141,8 +141,11 @@ def form_from_job(task: TaskDeclaration, job: Job) -> tuple[dict[str, Any], list
         value = _job_value(spec.key, data, options)
         if spec.kind in ("image", "mask"):
             if value:
-                missing.append(f"{spec.section} {spec.label.lower()}" if spec.section not in ("job", "options")
-                               else spec.label.lower())
+                missing.append(
+                    f"{spec.section} {spec.label.lower()}"
+                    if spec.section not in ("job", "options")
+                    else spec.label.lower()
+                )
             continue
         if spec.key == "seed":
             value = -1 if value is None else value

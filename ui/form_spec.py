@@ -144,12 +144,23 @@ def job_specs(task: TaskDeclaration) -> list[FieldSpec]:
     prompt_help = inputs.argument_help if inputs.argument == "prompt" else inputs.prompt_help
     specs.append(FieldSpec("prompt", "Prompt", "text", "", prompt_help))
     if inputs.negative_and_seed:
-        specs.append(FieldSpec("negative_prompt", "Negative prompt", "text", "", fields["negative_prompt"].description))
-        specs.append(FieldSpec("seed", "Seed", "int", -1, "Noise seed; -1 = random (the chosen seed is recorded).",
-                               minimum=-1, integer=True))
+        negative_help = fields["negative_prompt"].description or ""
+        specs.append(FieldSpec("negative_prompt", "Negative prompt", "text", "", negative_help))
+        specs.append(
+            FieldSpec(
+                "seed",
+                "Seed",
+                "int",
+                -1,
+                "Noise seed; -1 = random (the chosen seed is recorded).",
+                minimum=-1,
+                integer=True,
+            )
+        )
     specs.append(number_spec("steps", "Steps", fields["steps"], schedule.steps, "job", schedule.steps_help))
-    specs.append(number_spec("guidance", "Guidance", fields["guidance"], schedule.guidance, "job",
-                             schedule.guidance_help))
+    specs.append(
+        number_spec("guidance", "Guidance", fields["guidance"], schedule.guidance, "job", schedule.guidance_help)
+    )
     _, largest = _bounds(fields["width"])
     names = ("size",) if inputs.size == "square" else ("width", "height")
     for name in names:
