@@ -212,3 +212,48 @@ def test_the_launcher_refuses_an_exposed_address_without_a_password(capsys):
             parse_args(argv)
         assert exit_.value.code == 2
     assert "--auth USER:PASS" in capsys.readouterr().err
+
+
+def test_a_record_slot_with_a_painted_mask_runs_the_clis_freecustom_job(ui, runner, tiny_sd15_dir, tmp_path):
+    from studio.cli import app
+
+    reference = tmp_path / "reference.png"
+    Image.new("RGB", (SIZE, SIZE), (200, 40, 40)).save(reference)
+    layer = np.zeros((SIZE, SIZE, 4), np.uint8)
+    layer[16:48, 16:48, 3] = 255
+    slot = {
+        "opt.references.0.image": str(reference),
+        "opt.references.0.caption": "a red square",
+        "opt.references.0.mask": {"background": None, "layers": [layer], "composite": None},
+    }
+    final = last(ui.run_form("freecustom", form(tiny_sd15_dir, prompt="a red square on a hill", **slot), "alice"))
+    assert final.outcome == "done", final.status
+    (ui_out,) = final.outputs
+    (spec,) = final.job.options["freecustom"]["references"]
+    assert spec["concept"] is None and spec["caption"] == "a red square"
+    cli_out = tmp_path / "cli.png"
+    args = ["freecustom", "a red square on a hill", "--ref", str(reference), "--caption", "a red square"]
+    args += ["--mask", spec["mask"], "--model", str(tiny_sd15_dir), "--seed", "3", "--steps", "2", "-g", "5"]
+    args += ["-W", str(SIZE), "-H", str(SIZE), "--out", str(cli_out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert read_job(ui_out).job == read_job(cli_out).job
+    assert ui_out.read_bytes() == cli_out.read_bytes()
+
+
+def test_an_a1111_png_restores_into_the_generate_tab(ui, tmp_path):
+    from studio.images import save_png
+
+    text = "a red ball\nNegative prompt: blurry\nSteps: 7, Sampler: DDIM, CFG scale: 6.5, Seed: 42, Size: 64x64"
+    made = save_png(Image.new("RGB", (8, 8)), tmp_path / "a1111.png", {"parameters": text})
+    restored = ui.restore(str(made))
+    assert restored.task == "generate"
+    assert {k: restored.values[k] for k in ("prompt", "negative_prompt", "steps", "guidance", "seed", "width")} == {
+        "prompt": "a red ball",
+        "negative_prompt": "blurry",
+        "steps": 7,
+        "guidance": 6.5,
+        "seed": 42,
+        "width": 64,
+    }
+    assert restored.values["model"] == ui.models[0] and "not offered here" in restored.message

@@ -62,7 +62,7 @@ def server(tmp_path_factory):
     ui = StudioUI(SessionRuns(ModelCache(), out), work_dir=work)
     demo = ui.blocks()
     demo.queue(default_concurrency_limit=1)
-    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs(out, work))
+    _, url, _ = demo.launch(server_name="127.0.0.1", prevent_thread_lock=True, quiet=True, **launch_kwargs(out))
     yield url, ui
     demo.close()
 
@@ -115,7 +115,7 @@ def outputs(ui, task: str) -> list[Path]:
 
 def shot(page, name: str) -> None:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(SCREENSHOTS / f"{name}.png"))  # the viewport: full pages cost seconds each
 
 
 def test_screenshots_of_every_tab(page, server):
@@ -233,8 +233,11 @@ def test_files_outside_the_apps_folders_are_refused(server, tmp_path):
     inside.symlink_to(outside)
     (ui.runs.output_dir / "served.txt").write_text("ok")
     out = ui.runs.output_dir
+    mask = ui.work_dir / "mask.png"  # painted masks are never served: the browser does not need them
+    mask.write_bytes(b"mask")
     for path in [
         outside,
+        mask,
         "/etc/passwd",
         f"{out}/../{outside.parent.name}/secret.png",
         f"{out}/../../../etc/passwd",

@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     auth = tuple(args.auth.split(":", 1)) if args.auth else None
     demo = ui.blocks()
     demo.queue(default_concurrency_limit=1)
-    demo.launch(server_name=args.host, server_port=args.port, auth=auth, **launch_kwargs(args.out.resolve(), work_dir))
+    demo.launch(server_name=args.host, server_port=args.port, auth=auth, **launch_kwargs(args.out.resolve()))
 
 
 if __name__ == "__main__":

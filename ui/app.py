@@ -303,6 +303,7 @@ def _build_blocks(ui: StudioUI) -> gr.Blocks:
     return demo
 
 
-def launch_kwargs(output_dir: Path, work_dir: Path) -> dict[str, Any]:
-    """What every launch passes: no share link, files served only from our own folders."""
-    return {"share": False, "allowed_paths": [str(output_dir), str(work_dir)], "show_error": False}
+def launch_kwargs(output_dir: Path) -> dict[str, Any]:
+    """What every launch passes: no share link; besides gradio's upload cache, only the outputs are served
+    (painted masks stay in the work folder, which the browser never needs)."""
+    return {"share": False, "allowed_paths": [str(output_dir)], "show_error": False}
