@@ -21,9 +21,10 @@ import pytest
 pytest.importorskip("gradio", reason="the UI needs the `ui` extra (gradio)")
 sync_api = pytest.importorskip("playwright.sync_api", reason="the browser tests need playwright (the `test` extra)")
 
-from studio.images import open_image
+from studio.images import open_image, open_image_channels
 from studio.masks import load_mask
 from studio.metadata import read_job
+from toyworld.providers import foreground_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 SCREENSHOTS = ROOT / "outputs" / "test-ui"
@@ -152,7 +153,16 @@ def test_visctrl_changes_only_inside_the_painted_mask(page, server):
     page.locator("#tab-visctrl-button").click()
     target = CONCEPT / "context_0.png"
     page.set_input_files("#visctrl-image input[type=file]", str(target))
-    page.set_input_files("#visctrl-opt-reference input[type=file]", str(CONCEPT / "reference_0.png"))
+    reference = CONCEPT / "reference_0.png"
+    page.set_input_files("#visctrl-opt-reference input[type=file]", str(reference))
+    page.wait_for_function(
+        "() => document.querySelector('#visctrl-opt-reference-mask').innerText.indexOf('Upload an image') < 0"
+    )
+    page.click("#visctrl-opt-reference-mask-detect")  # the automatic mask, shown on the editor before running
+    page.wait_for_function(
+        "() => /^automatic mask/.test(document.querySelector('#visctrl-status textarea').value)",
+        timeout=RUN_TIMEOUT_MS,
+    )
     page.wait_for_function(
         "() => document.querySelector('#visctrl-opt-target-mask').innerText.indexOf('Upload an image') < 0"
     )
@@ -173,7 +183,12 @@ def test_visctrl_changes_only_inside_the_painted_mask(page, server):
     shot(page, "visctrl-done")
     assert status.startswith("done"), status
     made = outputs(ui, "visctrl")[-1]
-    mask_file = read_job(made).job.options["visctrl"]["target_mask"]
+    options = read_job(made).job.options["visctrl"]
+    mask_file = options["target_mask"]
+    (detected,) = list(ui.work_dir.rglob(Path(options["reference_mask"]).name))
+    detector = foreground_mask(open_image(reference), model="toyworld", backbone=None)
+    shown = np.asarray(open_image_channels(detected).convert("L")) > 127
+    assert np.array_equal(shown, detector)  # the detected mask came back as shown
     (mask_path,) = [p for p in ui.work_dir.rglob(Path(mask_file).name)]
     before, after = np.asarray(open_image(target)), np.asarray(open_image(made))
     mask = load_mask(mask_path, expected_size=before.shape[1::-1]).numpy().astype(bool)

@@ -33,7 +33,13 @@ from ui.runs import RunUpdate, SessionRuns, one_line, session_folder
 from ui.upload import StudioImage
 
 TITLE = "Diffusion Studio"
-DEVICE_QUEUE = "device"  # every run event shares one queue slot: one job on the device at a time
+DEVICE_QUEUE = "device"
+MASK_RGBA = (
+    255,
+    48,
+    48,
+    255,
+)  # the brush colour: an automatic mask looks like a painted one  # every run event shares one queue slot: one job on the device at a time
 
 
 @dataclass(frozen=True)
@@ -102,6 +108,16 @@ class StudioUI:
     def cancel(self, session: str) -> str:
         return "cancelling at the next step" if self.runs.cancel(session) else "nothing to cancel"
 
+    def detect_mask(self, image_path: str | None, model: str | None, concept: str | None = None) -> Any:
+        """An editor value: the image with its automatic mask as a painted layer the user can correct."""
+        if not image_path:
+            raise StudioError("upload the image first")
+        model = model if model in self.models else self.models[0]
+        mask = self.runs.automatic_mask(image_path, model, concept=concept or None)
+        layer = np.zeros((*mask.shape, 4), np.uint8)  # (H, W, RGBA)
+        layer[mask] = MASK_RGBA
+        return {"background": image_path, "layers": [layer], "composite": None}
+
     def restore(self, path: str | None) -> Restored:
         """The job embedded in a dropped image (ours or A1111's), as its tab's form values."""
         from studio.metadata import read_job
@@ -150,7 +166,7 @@ def _widget(task: str, spec: FieldSpec) -> gr.components.Component:
             layers=False,
             transforms=(),
             sources=["upload"],
-            brush=gr.Brush(colors=["#ff3030"], color_mode="fixed", default_size=8),
+            brush=gr.Brush(colors=["#" + bytes(MASK_RGBA[:3]).hex()], color_mode="fixed", default_size=8),
             label=label,
             elem_id=common["elem_id"],
         )
@@ -180,6 +196,7 @@ class _TaskTab:
 def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
     task = ui.registry.task(name)
     fields: dict[str, gr.components.Component] = {}
+    detect: dict[str, gr.Button] = {}  # a mask's "Detect" button: its automatic mask, to correct before running
     with gr.Row():
         with gr.Column(scale=3):
             model = gr.Dropdown(list(ui.models), value=ui.models[0], label="Model", elem_id=_elem_id(name, "model"))
@@ -193,6 +210,10 @@ def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
                 with gr.Accordion(title, open=first or section == "options"):
                     for spec in (s for s in options if s.section == section):
                         fields[spec.key] = _widget(name, spec)
+                        if spec.kind == "mask" and spec.mask_of is not None:
+                            detect[spec.key] = gr.Button(
+                                f"Detect {spec.label.lower()}", size="sm", elem_id=_elem_id(name, f"{spec.key}.detect")
+                            )
             with gr.Row():
                 run = gr.Button("Run", variant="primary", elem_id=_elem_id(name, "run"))
                 cancel = gr.Button("Cancel", variant="stop", elem_id=_elem_id(name, "cancel"))
@@ -210,7 +231,26 @@ def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
     for spec in [*job_specs(task), *options]:
         if spec.kind == "mask" and spec.mask_of in fields:
             fields[spec.mask_of].change(_editor_over, fields[spec.mask_of], fields[spec.key], queue=False)
+            if spec.key in detect:
+                _wire_detect(ui, detect[spec.key], spec, fields, model, status)
     return _TaskTab(name, model, fields, status, preview, gallery, files, history, run, cancel)
+
+
+def _wire_detect(
+    ui: StudioUI, button: gr.Button, spec: FieldSpec, fields: dict, model: gr.Dropdown, status: gr.Textbox
+) -> None:
+    """The "Detect" button puts the automatic mask on the editor as a painted layer, to correct before running."""
+    concept_key = spec.key.rsplit(".", 1)[0] + ".concept"  # a record's concept word, where it has one
+    inputs = [fields[spec.mask_of], model] + ([fields[concept_key]] if concept_key in fields else [])
+
+    def detect(image_path: str | None, model_name: str, concept: str | None = None):
+        try:
+            return ui.detect_mask(image_path, model_name, concept), "automatic mask: correct it, then run"
+        except StudioError as exc:
+            gr.Warning(one_line(exc))
+            return gr.skip(), f"error: {one_line(exc)}"
+
+    button.click(detect, inputs, [fields[spec.key], status], concurrency_id=DEVICE_QUEUE, concurrency_limit=1)
 
 
 def _wire_run(ui: StudioUI, tab: _TaskTab) -> None:

@@ -84,6 +84,21 @@ class SessionRuns:
         token.cancel()
         return True
 
+    def automatic_mask(self, image_path: str, model: str, *, caption: str = "", concept: str | None = None):
+        """The mask a job would compute for this image when none is given ([H, W] bool), for the user to
+        see and correct before running: the model family's mask provider, else the concept word's attention."""
+        import numpy as np
+
+        from pipelines.backbone import Backbone
+        from studio.images import open_image
+        from studio.tasks.inputs import auto_mask
+
+        image = open_image(image_path)
+        with self._device:
+            backbone = Backbone.from_pipeline(self.models.get(model))
+            mask = auto_mask(image, backbone=backbone, model=model, caption=caption, concept=concept, name="image")
+        return np.asarray(mask.cpu().numpy() > 0.5)  # [H, W]
+
     def run(self, job: Job, session: str) -> Iterator[RunUpdate]:
         """Run `job` for `session`, yielding progress; the last update says how it ended."""
         token = CancelToken()
