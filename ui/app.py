@@ -320,7 +320,7 @@ def _wire_restore(ui: StudioUI, drop: gr.File, note: gr.Textbox, tabs: gr.Tabs, 
 
 
 def _build_blocks(ui: StudioUI) -> gr.Blocks:
-    with gr.Blocks(title=TITLE, delete_cache=(3600, 24 * 3600)) as demo:
+    with gr.Blocks(title=TITLE, delete_cache=(3600, 24 * 3600), analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}")
         with gr.Row():
             drop = gr.File(
