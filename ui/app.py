@@ -165,7 +165,7 @@ def _widget(task: str, spec: FieldSpec) -> gr.components.Component:
             format="png",
             layers=False,
             transforms=(),
-            sources=["upload"],
+            sources=[] if spec.mask_of else ["upload"],  # painted over its image, which comes from that field
             brush=gr.Brush(colors=["#" + bytes(MASK_RGBA[:3]).hex()], color_mode="fixed", default_size=8),
             label=label,
             elem_id=common["elem_id"],
@@ -175,8 +175,21 @@ def _widget(task: str, spec: FieldSpec) -> gr.components.Component:
 
 
 def _editor_over(path: str | None) -> Any:
-    """An editor value showing `path` as the background to paint on (cleared when the image is)."""
-    return None if not path else {"background": path, "layers": [], "composite": path}
+    """An editor value showing `path` as the background to paint on (cleared when the image is).
+
+    The upload is opened with the studio's reader first: the editor's own decoding is gradio's, which would
+    meet a decompression bomb or a non-image with a bare "Error" at run time; refused here, the editor stays
+    empty and the run reports the upload's one-line error.
+    """
+    from studio.images import open_image
+
+    if not path:
+        return None
+    try:
+        open_image(path)
+    except StudioError:
+        return None
+    return {"background": path, "layers": [], "composite": path}
 
 
 @dataclass

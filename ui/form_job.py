@@ -73,6 +73,8 @@ def _value(spec: FieldSpec, values: Mapping[str, Any], write_mask: MaskWriter) -
     if spec.kind == "image":
         return str(raw) if raw else None
     if spec.kind == "mask":
+        if not isinstance(raw, Mapping) or not raw.get("layers"):
+            return None  # nothing painted: the task's automatic mask
         owner = values.get(spec.mask_of) if spec.mask_of else None
         mask = painted_mask(raw, _image_size(owner))
         return write_mask(mask) if mask is not None else None
