@@ -146,6 +146,11 @@ def test_generate_shows_progress_and_the_image_whose_download_keeps_its_job(page
     job = read_job(downloaded).job
     assert (job.prompt, job.seed, job.steps) == ("a red striped star on the left, gray background", 7, 12)
     assert downloaded.read_bytes() == outputs(ui, "generate")[-1].read_bytes()
+    page.locator("#generate-gallery img").first.click()  # "use as input": the result goes to invert's image
+    page.click("#generate-send")
+    page.wait_for_selector("#invert-image img", timeout=RUN_TIMEOUT_MS)
+    sent = page.locator("#invert-image img").first.get_attribute("src")
+    assert page.request.get(sent).body() == downloaded.read_bytes()
 
 
 def test_visctrl_changes_only_inside_the_painted_mask(page, server):

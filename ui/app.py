@@ -28,7 +28,7 @@ from studio.errors import StudioError
 from studio.jobs import Job
 from studio.registry import Registry, default_registry
 from ui.form_job import MaskWriter, form_from_job, job_from_form
-from ui.form_spec import FieldSpec, job_specs, option_specs
+from ui.form_spec import FieldSpec, form_specs, job_specs, option_specs
 from ui.runs import RunUpdate, SessionRuns, one_line, session_folder
 from ui.upload import StudioImage
 
@@ -204,6 +204,9 @@ class _TaskTab:
     history: gr.State
     run: gr.Button
     cancel: gr.Button
+    send_to: gr.Dropdown
+    send: gr.Button
+    selected: gr.State
 
 
 def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
@@ -241,12 +244,31 @@ def _task_tab(ui: StudioUI, name: str) -> _TaskTab:
                 elem_id=_elem_id(name, "files"),
             )
             history = gr.State([])
+            with gr.Row():
+                targets = [_target_label(t, key) for t, key in _image_inputs(ui)]
+                send_to = gr.Dropdown(
+                    targets,
+                    value=targets[0] if targets else None,
+                    label="Send the selected result to",
+                    elem_id=_elem_id(name, "send-to"),
+                    scale=3,
+                )
+                send = gr.Button("Use as input", size="sm", elem_id=_elem_id(name, "send"), scale=1)
+            selected = gr.State(None)  # the gallery's selected result (a path in this session's outputs)
     for spec in [*job_specs(task), *options]:
         if spec.kind == "mask" and spec.mask_of in fields:
             fields[spec.mask_of].change(_editor_over, fields[spec.mask_of], fields[spec.key], queue=False)
             if spec.key in detect:
                 _wire_detect(ui, detect[spec.key], spec, fields, model, status)
-    return _TaskTab(name, model, fields, status, preview, gallery, files, history, run, cancel)
+
+    def select(history: list[str], event: gr.SelectData) -> str | None:
+        shown = history[::-1]  # the gallery shows the newest first
+        return shown[event.index] if isinstance(event.index, int) and event.index < len(shown) else None
+
+    gallery.select(select, history, selected, queue=False)
+    return _TaskTab(
+        name, model, fields, status, preview, gallery, files, history, run, cancel, send_to, send, selected
+    )
 
 
 def _wire_detect(
@@ -332,6 +354,35 @@ def _wire_restore(ui: StudioUI, drop: gr.File, note: gr.Textbox, tabs: gr.Tabs, 
     drop.upload(restore, drop, outputs, queue=False, api_name="load_job")
 
 
+def _image_inputs(ui: StudioUI) -> list[tuple[str, str]]:
+    """(task, field key) of every image input of every task: where a result can be sent."""
+    return [
+        (name, spec.key)
+        for name, task in ui.registry.tasks.items()
+        for spec in form_specs(task)
+        if spec.kind == "image"
+    ]
+
+
+def _target_label(task: str, key: str) -> str:
+    return f"{task}: {key.removeprefix('opt.').replace('.', ' ')}"
+
+
+def _wire_send(ui: StudioUI, tabs: gr.Tabs, all_tabs: list[_TaskTab]) -> None:
+    """ "Use as input": the selected result goes into another tab's image field, and that tab opens."""
+    by_name = {t.name: t for t in all_tabs}
+    targets = {_target_label(t, key): by_name[t].fields[key] for t, key in _image_inputs(ui)}
+
+    def send(selected: str | None, target: str | None) -> dict:
+        if not selected or target not in targets:
+            gr.Warning("select a result in the gallery first")
+            return {}
+        return {tabs: gr.Tabs(selected=target.split(":")[0]), targets[target]: selected}
+
+    for tab in all_tabs:
+        tab.send.click(send, [tab.selected, tab.send_to], [tabs, *targets.values()], queue=False)
+
+
 def _build_blocks(ui: StudioUI) -> gr.Blocks:
     with gr.Blocks(title=TITLE, delete_cache=(3600, 24 * 3600), analytics_enabled=False) as demo:
         gr.Markdown(f"## {TITLE}")
@@ -353,10 +404,13 @@ def _build_blocks(ui: StudioUI) -> gr.Blocks:
                     _wire_run(ui, tab)
                     tabs_list.append(tab)
         _wire_restore(ui, drop, note, tabs, tabs_list)
+        _wire_send(ui, tabs, tabs_list)
     return demo
 
 
 def launch_kwargs(output_dir: Path) -> dict[str, Any]:
     """What every launch passes: no share link; besides gradio's upload cache, only the outputs are served
     (painted masks stay in the work folder, which the browser never needs)."""
-    return {"share": False, "allowed_paths": [str(output_dir)], "show_error": False}
+    # gradio's run history would keep prompts and images in the browser and offers to sync them to a
+    # Hugging Face bucket; the studio's outputs already carry their jobs, so it stays off.
+    return {"share": False, "allowed_paths": [str(output_dir)], "show_error": False, "run_history": False}
