@@ -231,7 +231,7 @@ def test_a_record_slot_with_a_painted_mask_runs_the_clis_freecustom_job(ui, runn
     (ui_out,) = final.outputs
     (spec,) = final.job.options["freecustom"]["references"]
     assert spec["concept"] is None and spec["caption"] == "a red square"
-    cli_out = tmp_path / "cli.png"
+    cli_out = ui_out.parent / "cli.png"  # beside the UI's output: inputs are recorded relative to the output
     args = ["freecustom", "a red square on a hill", "--ref", str(reference), "--caption", "a red square"]
     args += ["--mask", spec["mask"], "--model", str(tiny_sd15_dir), "--seed", "3", "--steps", "2", "-g", "5"]
     args += ["-W", str(SIZE), "-H", str(SIZE), "--out", str(cli_out)]
