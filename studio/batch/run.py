@@ -48,12 +48,14 @@ def write_spec(spec: BatchSpec) -> Path:
 def run_batch(spec: BatchSpec, registry: Registry, settings: RunSettings, *, retry_failed: bool = False,
               force_new: bool = False, progress: object = None) -> Summary:
     """Run every pending item of `spec` with the chosen engine; returns the summary of the whole manifest."""
+    from studio.atomic_write import remove_stale_temporaries
     from studio.batch.progress import batch_progress
 
     items, root = prepare_items(spec, registry)  # every spec error before anything runs or is written
     out = Path(spec.out)
     with Manifest.open(out, spec.fingerprint(), force_new=force_new) as manifest:
         spec_path = write_spec(spec)
+        remove_stale_temporaries(out)  # what a killed run was writing; its item is redone below
         manifest.add(items)
         manifest.resume(retry_failed=retry_failed)
         counts = manifest.counts()
