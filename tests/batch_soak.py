@@ -98,9 +98,9 @@ def compare(reference: Path, out: Path, items: int, kills: int) -> SoakReport:
         rows = db.execute("SELECT key, state, output, sha256, attempts FROM items").fetchall()
     expected = {f"item{i:03d}.png" for i in range(items)}
     lost = duplicated = corrupt = 0
-    by_key = {key: (state, output, digest) for key, state, output, digest, _ in rows}
+    by_key = {key: (state, digest) for key, state, _, digest, _ in rows}
     for key in expected:
-        state, output, digest = by_key.get(key, (None, None, None))
+        state, digest = by_key.get(key, (None, None))
         path = out / key
         if state != "done" or not path.is_file():
             lost += 1

@@ -130,11 +130,11 @@ def test_a_bad_spec_is_refused_before_anything_runs(tmp_path, runner):
 
 @pytest.mark.slow
 def test_ctrl_c_puts_the_current_item_back_and_resume_finishes(tmp_path, runner, monkeypatch):
-    import studio.batch.engines as engines
+    from studio.batch import groups
 
     inputs = _good_folder(tmp_path / "in")
     out = tmp_path / "out"
-    real = engines.render
+    real = groups.render
     calls = []
 
     def interrupted_on_second(item, *args, **kwargs):
@@ -143,22 +143,22 @@ def test_ctrl_c_puts_the_current_item_back_and_resume_finishes(tmp_path, runner,
             raise KeyboardInterrupt
         return real(item, *args, **kwargs)
 
-    monkeypatch.setattr(engines, "render", interrupted_on_second)
+    monkeypatch.setattr(groups, "render", interrupted_on_second)
     result = _batch(runner, "invert", "--inputs", inputs, "--out", out, "--steps", 1, "--threads", 1)
     assert result.exit_code == 130 and "interrupted" in result.output
     assert [s for s, _ in _states(out).values()] == ["done", "pending", "pending"]
-    monkeypatch.setattr(engines, "render", real)
+    monkeypatch.setattr(groups, "render", real)
     resumed = _batch(runner, out / "batch.json")
     assert resumed.exit_code == 0 and "3 done, 0 failed" in resumed.output and "(2 run now" in resumed.output
 
 
 @pytest.mark.slow
 def test_out_of_memory_is_retried_once(tmp_path, runner, monkeypatch):
-    import studio.batch.engines as engines
+    from studio.batch import groups
     from studio.batch.worker import OutOfMemory
 
     inputs = _good_folder(tmp_path / "in", 2)
-    real = engines.render
+    real = groups.render
     failures = {"img0.png": 1, "img1.png": 2}  # img0 runs out of memory once, img1 twice
 
     def short_of_memory(item, *args, **kwargs):
@@ -167,7 +167,7 @@ def test_out_of_memory_is_retried_once(tmp_path, runner, monkeypatch):
             raise OutOfMemory("out of memory running invert")
         return real(item, *args, **kwargs)
 
-    monkeypatch.setattr(engines, "render", short_of_memory)
+    monkeypatch.setattr(groups, "render", short_of_memory)
     result = _batch(runner, "invert", "--inputs", inputs, "--out", tmp_path / "out", "--steps", 1, "--threads", 1)
     states = _states(tmp_path / "out")
     assert states["img0.png"][0] == "done"

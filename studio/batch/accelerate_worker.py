@@ -14,8 +14,8 @@ from pathlib import Path
 def main() -> None:
     from accelerate import PartialState
 
-    from studio.batch.engines import PLAN_NAME, RunSettings, run_keys
-    from studio.batch.run import prepare_items
+    from studio.batch.engines import PLAN_NAME, RunSettings, run_groups
+    from studio.batch.run import prepare
     from studio.batch.spec import load_spec
     from studio.cli_support import model_cache
     from studio.quiet import quiet_environment
@@ -35,17 +35,19 @@ def main() -> None:
     state = PartialState()
     spec = load_spec(args.spec)
     registry = default_registry()
-    items, root = prepare_items(spec, registry)
+    plan = prepare(spec, registry)
     out = Path(spec.out)
-    pending = json.loads((out / PLAN_NAME).read_text())
+    pending = set(json.loads((out / PLAN_NAME).read_text()))
+    todo = [index for index, group in enumerate(plan.groups) if any(item.key in pending for item in group)]
     device = args.device if args.device not in ("auto",) else str(state.device)
     settings = RunSettings(engine="accelerate", threads=args.threads, device=device, precision=args.precision,
                            memory=args.memory)
     from studio.batch.manifest import Manifest
 
-    with Manifest.open(out, spec.fingerprint()) as manifest, state.split_between_processes(pending) as mine:
+    with Manifest.open(out, spec.fingerprint()) as manifest, state.split_between_processes(todo) as mine:
         models = model_cache(settings.device, settings.precision, settings.memory)
-        run_keys(list(mine), items, manifest, registry, root, models, f"accelerate-{state.process_index}")
+        groups = [plan.groups[index] for index in mine]
+        run_groups(groups, manifest, registry, plan.root, models, f"accelerate-{state.process_index}")
 
 
 if __name__ == "__main__":

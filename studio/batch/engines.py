@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from studio.batch.worker import OutOfMemory, Rendered, publish, render
+from studio.batch.groups import render_group_retrying
+from studio.batch.worker import Rendered, publish
 from studio.errors import InputError, JobCancelledError
 
 if TYPE_CHECKING:
@@ -67,19 +68,7 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
-def render_retrying(item: Item, models: Any, registry: Registry, root: Path, cancel: Any = None) -> Rendered:
-    """Render; on out-of-memory free what we can and retry once (at half of a one-item group: one item)."""
-    try:
-        return render(item, models, registry, root, cancel)
-    except OutOfMemory:
-        _free_memory()
-    try:
-        return render(item, models, registry, root, cancel)
-    except OutOfMemory as exc:
-        return Rendered(item.key, error=f"{item.key}: {exc} (retried once)")
-
-
-def _free_memory() -> None:
+def free_memory() -> None:
     gc.collect()
     try:
         import torch
@@ -90,36 +79,34 @@ def _free_memory() -> None:
         pass
 
 
-def run_local(items: dict[str, Item], manifest: Manifest, registry: Registry, root: Path,
-              settings: RunSettings, advance: Advance) -> None:
-    """Claim and run items in this process until none is pending; Ctrl-C puts the current one back."""
-    _set_threads(settings.threads)
-    models = _models(settings)
-    worker = f"local-{os.getpid()}"
+def run_groups(groups: list[list[Item]], manifest: Manifest, registry: Registry, root: Path, models: Any,
+               worker: str, advance: Advance | None = None) -> None:
+    """Run each group that has pending items, publishing those (a group is always rendered whole, see groups)."""
     settled = 0
-    while (key := manifest.claim(worker)) is not None:
-        try:
-            rendered = render_retrying(items[key], models, registry, root)
-        except (KeyboardInterrupt, JobCancelledError):
-            manifest.release(key)  # abandoned cleanly: it runs again on resume
-            raise
-        publish(items[key], rendered, manifest)
-        settled += 1
-        advance(settled)
-
-
-def run_keys(keys: list[str], items: dict[str, Item], manifest: Manifest, registry: Registry, root: Path,
-             models: Any, worker: str) -> None:
-    """Run the given items (those still pending), as one accelerate process does with its share."""
-    for key in keys:
-        if not manifest.start(key, worker):
+    for group in groups:
+        started = {item.key for item in group if manifest.start(item.key, worker)}
+        if not started:
             continue
         try:
-            rendered = render_retrying(items[key], models, registry, root)
+            rendered = render_group_retrying(group, models, registry, root)
         except (KeyboardInterrupt, JobCancelledError):
-            manifest.release(key)
+            for key in started:
+                manifest.release(key)  # abandoned cleanly: it runs again on resume
             raise
-        publish(items[key], rendered, manifest)
+        by_key = {item.key: item for item in group}
+        for result in rendered:
+            if result.key in started:
+                publish(by_key[result.key], result, manifest)
+                settled += 1
+        if advance is not None:
+            advance(settled)
+
+
+def run_local(groups: list[list[Item]], manifest: Manifest, registry: Registry, root: Path,
+              settings: RunSettings, advance: Advance) -> None:
+    """Run every pending group in this process; Ctrl-C puts the current group's items back."""
+    _set_threads(settings.threads)
+    run_groups(groups, manifest, registry, root, _models(settings), f"local-{os.getpid()}", advance)
 
 
 def run_accelerate(spec_path: Path, manifest: Manifest, settings: RunSettings, advance: Advance) -> None:
@@ -180,10 +167,10 @@ class RayWorker:
     def render(self, group: list[Item]) -> list[Rendered]:
         from studio.registry import default_registry
 
-        return [render_retrying(item, self.models, default_registry(), self.root) for item in group]
+        return render_group_retrying(group, self.models, default_registry(), self.root)
 
 
-def run_ray(items: dict[str, Item], manifest: Manifest, root: Path, settings: RunSettings, advance: Advance) -> None:
+def run_ray(groups: list[list[Item]], manifest: Manifest, root: Path, settings: RunSettings, advance: Advance) -> None:
     """One Ray task per item group on a pool of actors; the driver writes outputs and owns the manifest."""
     try:
         import ray
@@ -204,13 +191,15 @@ def run_ray(items: dict[str, Item], manifest: Manifest, root: Path, settings: Ru
         actor = ray.remote(num_cpus=threads)(RayWorker)
         pool = ActorPool([actor.remote(RunSettings(**{**settings.__dict__, "threads": threads}), str(root))
                           for _ in range(settings.workers)])
-        pending = [record.key for record in manifest.items("pending")]
-        groups = [[items[key]] for key in pending if manifest.start(key, "ray")]
+        started = {item.key for group in groups for item in group if manifest.start(item.key, "ray")}
+        todo = [group for group in groups if any(item.key in started for item in group)]
+        items = {item.key: item for group in todo for item in group}
         settled = 0
-        for rendered_group in pool.map_unordered(lambda a, group: a.render.remote(group), groups):
+        for rendered_group in pool.map_unordered(lambda a, group: a.render.remote(group), todo):
             for rendered in rendered_group:
-                publish(items[rendered.key], rendered, manifest)
-                settled += 1
+                if rendered.key in started:
+                    publish(items[rendered.key], rendered, manifest)
+                    settled += 1
             advance(settled)
     finally:
         ray.shutdown()

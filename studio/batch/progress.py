@@ -13,8 +13,14 @@ from collections.abc import Callable, Iterator
 def batch_progress(total: int) -> Iterator[Callable[[int], None]]:
     """Yield `advance(settled)`: call it with how many items this run has settled so far."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn
-    from rich.progress import TimeRemainingColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeRemainingColumn,
+    )
 
     console = Console(stderr=True)
     columns = (

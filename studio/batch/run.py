@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from studio.batch.engines import RunSettings, run_accelerate, run_local, run_ray
+from studio.batch.groups import plan_groups
 from studio.batch.items import Item, plan_items
 from studio.batch.manifest import Manifest
 from studio.batch.spec import SPEC_NAME, BatchSpec
@@ -28,10 +29,18 @@ class Summary:
     seconds: float = 0.0
 
 
-def prepare_items(spec: BatchSpec, registry: Registry) -> tuple[dict[str, Item], Path]:
-    """The spec's items by key, and the folder job paths in outputs are made relative to (the out's parent)."""
+@dataclass(frozen=True)
+class Plan:
+    """The spec's items (in order), its groups, and the folder outputs' job paths are relative to."""
+
+    items: list[Item]
+    groups: list[list[Item]]
+    root: Path
+
+
+def prepare(spec: BatchSpec, registry: Registry) -> Plan:
     items = plan_items(spec, registry)
-    return {item.key: item for item in items}, Path(spec.out).parent
+    return Plan(items, plan_groups(items, spec.group_size), Path(spec.out).parent)
 
 
 def write_spec(spec: BatchSpec) -> Path:
@@ -51,12 +60,12 @@ def run_batch(spec: BatchSpec, registry: Registry, settings: RunSettings, *, ret
     from studio.atomic_write import remove_stale_temporaries
     from studio.batch.progress import batch_progress
 
-    items, root = prepare_items(spec, registry)  # every spec error before anything runs or is written
+    plan = prepare(spec, registry)  # every spec error before anything runs or is written
     out = Path(spec.out)
     with Manifest.open(out, spec.fingerprint(), force_new=force_new) as manifest:
         spec_path = write_spec(spec)
         remove_stale_temporaries(out)  # what a killed run was writing; its item is redone below
-        manifest.add(items)
+        manifest.add(item.key for item in plan.items)
         manifest.resume(retry_failed=retry_failed)
         counts = manifest.counts()
         todo = counts["pending"]
@@ -64,11 +73,11 @@ def run_batch(spec: BatchSpec, registry: Registry, settings: RunSettings, *, ret
         with batch_progress(todo) as advance:
             if todo:
                 if settings.engine == "ray":
-                    run_ray(items, manifest, root, settings, advance)
+                    run_ray(plan.groups, manifest, plan.root, settings, advance)
                 elif settings.engine == "accelerate":
                     run_accelerate(spec_path, manifest, settings, advance)
                 else:
-                    run_local(items, manifest, registry, root, settings, advance)
+                    run_local(plan.groups, manifest, registry, plan.root, settings, advance)
         final = manifest.counts()
         failures = [(r.key, r.error or "") for r in manifest.items("failed")]
         ran = todo - final["pending"] - final["running"]

@@ -70,6 +70,9 @@ class BatchSpec(_Strict):
     overrides: StrictStr | None = Field(None, description="A CSV or JSONL of per-item prompts or options.")
     out: StrictStr = Field(description="The output folder; the manifest sits in it.")
     seed: SeedRule = SeedRule()
+    group_size: StrictInt = Field(
+        1, ge=1, le=64, description="Items sharing their settings run as one UNet batch of up to this many (generate)."
+    )
 
     def resolved(self, base: Path) -> BatchSpec:
         """The spec with every path made absolute against `base`, as the fingerprint and the workers see it."""

@@ -46,7 +46,6 @@ def render(item: Item, models: ModelCache, registry: Registry, root: Path, cance
     """Run `item`'s job; its images as PNG bytes with the job embedded (paths relative to `root`)."""
     from studio.images import encode_png
     from studio.jobs import Job
-    from studio.metadata import JOB_KEY, PARAMETERS_KEY, a1111_parameters, portable_job
     from studio.runner import run_job
     from studio.task_commands import check_files
 
@@ -56,8 +55,7 @@ def render(item: Item, models: ModelCache, registry: Registry, root: Path, cance
         job = Job.from_dict(item.job, registry)
         check_files(job)
         result = run_job(job, models, cancel=cancel)
-        safe = portable_job(result.job, cwd=root)  # not the process's cwd: every engine embeds the same text
-        text = {PARAMETERS_KEY: a1111_parameters(safe), JOB_KEY: safe.to_json(indent=None)}
+        text = png_text(result.job, root)
         return Rendered(item.key, tuple(encode_png(image, text) for image in result.images))
     except (JobCancelledError, KeyboardInterrupt):
         raise
@@ -73,6 +71,15 @@ def render(item: Item, models: ModelCache, registry: Registry, root: Path, cance
         if _out_of_memory(exc):
             raise OutOfMemory(str(exc)) from exc
         return Rendered(item.key, error=_one_line(item.key, exc, kind=True))
+
+
+def png_text(job: Any, root: Path) -> dict[str, str]:
+    """The PNG text chunks of an output, paths relative to `root`, not to the process's current folder,
+    so every engine (a Ray worker runs elsewhere) embeds the same text."""
+    from studio.metadata import JOB_KEY, PARAMETERS_KEY, a1111_parameters, portable_job
+
+    safe = portable_job(job, cwd=root)
+    return {PARAMETERS_KEY: a1111_parameters(safe), JOB_KEY: safe.to_json(indent=None)}
 
 
 def publish(item: Item, rendered: Rendered, manifest: Manifest) -> str | None:
