@@ -112,3 +112,10 @@ def test_toml_and_json_specs_read_alike_and_fingerprint_their_content(tmp_path):
     (tmp_path / "bad.toml").write_text("job = [")
     with pytest.raises(BatchSpecError, match="not a valid spec file"):
         load_spec(tmp_path / "bad.toml")
+
+
+def test_steps_and_guidance_left_out_are_the_tasks_own_as_its_command_gives(tmp_path):
+    _images(tmp_path / "in", "a.png")
+    (item,) = _plan({"job": {"task": "invert"}, "inputs": {"folder": "in"}, "out": "o"}, tmp_path)
+    schedule = default_registry().task("invert").schedule
+    assert (item.job["steps"], item.job["guidance"]) == (schedule.steps, schedule.guidance)

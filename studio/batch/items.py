@@ -54,7 +54,8 @@ def plan_items(spec: BatchSpec, registry: Registry) -> list[Item]:
     outputs = _output_names([key for key, _ in sources])
     items = []
     for (key, source), output in zip(sources, outputs, strict=True):
-        data: dict[str, Any] = {"version": 2, "model": "toyworld", **spec.job, "task": task.name}
+        defaults = {"version": 2, "model": "toyworld", "steps": task.schedule.steps, "guidance": task.schedule.guidance}
+        data: dict[str, Any] = {**defaults, **spec.job, "task": task.name}  # the task's own steps and CFG, as its command
         if takes_image:
             data["image"] = source
         else:
@@ -216,7 +217,9 @@ def _mask_for(spec: BatchSpec, key: str) -> tuple[str, str | None]:
 
 def _output_names(keys: list[str]) -> list[str]:
     """`<stem>.png` per key; keys whose stems collide (a.png, a.jpg) keep their full name: `a.jpg.png`."""
+    from collections import Counter
+
     stems = [Path(key).with_suffix("").as_posix() if Path(key).suffix else key for key in keys]
-    clashing = {stem for stem in stems if stems.count(stem) > 1}
+    clashing = {stem for stem, count in Counter(stems).items() if count > 1}
     names = [f"{key if stem in clashing else stem}.png" for key, stem in zip(keys, stems, strict=True)]
     return [name.replace("/", "__") for name in names]
