@@ -115,9 +115,11 @@ def run_accelerate(spec_path: Path, manifest: Manifest, settings: RunSettings, a
     out = manifest.path.parent
     (out / PLAN_NAME).write_text(json.dumps(pending))
     threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(settings.workers),
+    on_cpu = settings.device == "cpu" or not _cuda_available()
+    processes = settings.workers if on_cpu else min(settings.workers, _cuda_devices())  # one per GPU at most
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
                "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
-    if settings.device in ("auto", "cpu") and not _cuda_available() or settings.device == "cpu":
+    if on_cpu:
         command.append("--cpu")
     command += ["-m", "studio.batch.accelerate_worker", str(spec_path), "--threads", str(threads),
                 "--device", settings.device, "--precision", settings.precision, "--memory", settings.memory]
@@ -143,6 +145,12 @@ def _cuda_available() -> bool:
     import torch
 
     return torch.cuda.is_available()
+
+
+def _cuda_devices() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 def _code_root() -> str:
@@ -188,7 +196,8 @@ def run_ray(groups: list[list[Item]], manifest: Manifest, root: Path, settings: 
         options["num_cpus"] = settings.workers * threads
     ray.init(**options)
     try:
-        actor = ray.remote(num_cpus=threads)(RayWorker)
+        gpus = 1 if settings.device != "cpu" and _cuda_available() else 0  # each actor's resource request
+        actor = ray.remote(num_cpus=threads, num_gpus=gpus)(RayWorker)
         pool = ActorPool([actor.remote(RunSettings(**{**settings.__dict__, "threads": threads}), str(root))
                           for _ in range(settings.workers)])
         started = {item.key for group in groups for item in group if manifest.start(item.key, "ray")}
