@@ -78,7 +78,7 @@ def manifest_overhead(base: Path, count: int = 1000) -> tuple[float, float]:
     """(ms per item for add + claim + mark_done, seconds for a no-op resume of a finished `count`-item batch)."""
     from studio.batch.engines import RunSettings
     from studio.batch.manifest import Manifest
-    from studio.batch.run import run_batch
+    from studio.batch.run import prepare, run_batch
     from studio.batch.spec import parse_spec
     from studio.registry import default_registry
 
@@ -87,7 +87,7 @@ def manifest_overhead(base: Path, count: int = 1000) -> tuple[float, float]:
         {"job": {"task": "generate", "steps": 1}, "inputs": {"prompts": "many.txt"}, "out": "many"}, "bench"
     ).resolved(base)
     start = time.perf_counter()
-    with Manifest.open(Path(spec.out), spec.fingerprint()) as manifest:
+    with Manifest.open(Path(spec.out), prepare(spec, default_registry()).fingerprint) as manifest:
         manifest.add(f"{i:05d}" for i in range(count))
         while (key := manifest.claim("bench")) is not None:
             manifest.mark_done(key, f"{key}.png", "0" * 64)

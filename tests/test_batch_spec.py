@@ -119,3 +119,17 @@ def test_steps_and_guidance_left_out_are_the_tasks_own_as_its_command_gives(tmp_
     (item,) = _plan({"job": {"task": "invert"}, "inputs": {"folder": "in"}, "out": "o"}, tmp_path)
     schedule = default_registry().task("invert").schedule
     assert (item.job["steps"], item.job["guidance"]) == (schedule.steps, schedule.guidance)
+
+
+def test_the_manifest_fingerprint_changes_with_the_tasks_defaults_not_only_the_spec(tmp_path):
+    import dataclasses
+
+    from studio.batch.items import plan_fingerprint
+    from studio.declarations import Schedule
+
+    spec = parse_spec({"job": {"task": "invert"}, "inputs": {"folder": "in"}, "out": "o"}, "s").resolved(tmp_path)
+    registry = default_registry()
+    invert = registry.task("invert")
+    other = registry.with_declarations(dataclasses.replace(invert, schedule=Schedule(invert.schedule.steps + 1, 1.0)))
+    assert plan_fingerprint(spec, registry) == plan_fingerprint(spec, registry)
+    assert plan_fingerprint(spec, other) != plan_fingerprint(spec, registry)

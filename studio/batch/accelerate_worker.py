@@ -44,7 +44,7 @@ def main() -> None:
                            memory=args.memory)
     from studio.batch.manifest import Manifest
 
-    with Manifest.open(out, spec.fingerprint()) as manifest, state.split_between_processes(todo) as mine:
+    with Manifest.open(out, plan.fingerprint) as manifest, state.split_between_processes(todo) as mine:
         models = model_cache(settings.device, settings.precision, settings.memory)
         groups = [plan.groups[index] for index in mine]
         run_groups(groups, manifest, registry, plan.root, models, f"accelerate-{state.process_index}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,28 @@ def plan_items(spec: BatchSpec, registry: Registry) -> list[Item]:
         data = _apply_override(data, overrides.get(key, {}), task.name)
         items.append(Item(key, _validated(data, registry, key), str(Path(spec.out) / output), problem))
     return items
+
+
+def plan_fingerprint(spec: BatchSpec, registry: Registry) -> str:
+    """What the manifest remembers: the spec and the defaults its items' jobs were filled with.
+
+    Why the defaults too: a studio whose task defaults changed (steps, CFG, a method's options) would make
+    other bytes from the same spec file; resuming would then mix two kinds of outputs in one folder.
+    """
+    from studio.job_spec import JobSpec
+    from studio.registry import validate_options
+
+    task = registry.task(str(spec.job.get("task", "generate")))
+    template: dict[str, Any] = {n: f.get_default(call_default_factory=True) for n, f in JobSpec.model_fields.items()}
+    template |= {"steps": task.schedule.steps, "guidance": task.schedule.guidance, **spec.job}
+    raw = (spec.job.get("options") or {}).get(task.name) if isinstance(spec.job.get("options"), dict) else None
+    try:
+        options = validate_options(task.options, raw, "options").model_dump(mode="json")
+    except JobSpecError:  # options completed per item (an override, a mask): the spec's own say it all
+        options = raw
+    blob = json.dumps({"spec": spec.model_dump(mode="json"), "job": template, "options": options},
+                      sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 def _validated(data: dict[str, Any], registry: Registry, key: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 from studio.batch.engines import RunSettings, run_accelerate, run_local, run_ray
 from studio.batch.groups import plan_groups
-from studio.batch.items import Item, plan_items
+from studio.batch.items import Item, plan_fingerprint, plan_items
 from studio.batch.manifest import Manifest
 from studio.batch.spec import SPEC_NAME, BatchSpec
 
@@ -36,11 +36,12 @@ class Plan:
     items: list[Item]
     groups: list[list[Item]]
     root: Path
+    fingerprint: str  # what the manifest checks: the spec and the defaults its jobs were filled with
 
 
 def prepare(spec: BatchSpec, registry: Registry) -> Plan:
     items = plan_items(spec, registry)
-    return Plan(items, plan_groups(items, spec.group_size), Path(spec.out).parent)
+    return Plan(items, plan_groups(items, spec.group_size), Path(spec.out).parent, plan_fingerprint(spec, registry))
 
 
 def write_spec(spec: BatchSpec) -> Path:
@@ -62,7 +63,7 @@ def run_batch(spec: BatchSpec, registry: Registry, settings: RunSettings, *, ret
 
     plan = prepare(spec, registry)  # every spec error before anything runs or is written
     out = Path(spec.out)
-    with Manifest.open(out, spec.fingerprint(), force_new=force_new) as manifest:
+    with Manifest.open(out, plan.fingerprint, force_new=force_new) as manifest:
         spec_path = write_spec(spec)
         remove_stale_temporaries(out)  # what a killed run was writing; its item is redone below
         manifest.add(item.key for item in plan.items)
