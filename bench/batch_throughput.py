@@ -104,7 +104,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=16)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--kills", type=int, default=20)
-    parser.add_argument("--soak-items", type=int, default=30)
+    parser.add_argument("--soak-items", type=int, default=60)
     parser.add_argument("--skip", nargs="*", default=[], choices=["throughput", "manifest", "soak"])
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
