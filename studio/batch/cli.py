@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from studio.cli_support import Debug, Device, Memory, Precision, studio_errors
-from studio.errors import InputError
+from studio.errors import InputError, JobCancelledError
 
 if TYPE_CHECKING:
     from studio.batch.run import Summary
@@ -77,7 +77,10 @@ def batch_command(registry: Registry) -> Any:
             else:
                 spec = load_spec(Path(target))
             settings = RunSettings(engine, workers, threads, device, precision, memory, ray_address)
-            summary = run_batch(spec, registry, settings, retry_failed=retry_failed, force_new=force_new)
+            try:
+                summary = run_batch(spec, registry, settings, retry_failed=retry_failed, force_new=force_new)
+            except KeyboardInterrupt:
+                raise JobCancelledError("interrupted; the batch is resumable: run the same command again") from None
             report(summary, final=True)
             if summary.counts["failed"] or summary.counts["pending"] or summary.counts["running"]:
                 raise typer.Exit(1)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from studio.batch.groups import render_group_retrying
 from studio.batch.worker import Rendered, publish
-from studio.errors import InputError, JobCancelledError
+from studio.errors import InputError, JobCancelledError, RunError
 
 if TYPE_CHECKING:
     from studio.batch.items import Item
@@ -138,7 +138,7 @@ def run_accelerate(spec_path: Path, manifest: Manifest, settings: RunSettings, a
     errors = process.stderr.read() if process.stderr else ""
     if process.returncode != 0:
         last = [line for line in errors.splitlines() if line.strip()][-1:] or ["no message"]
-        raise InputError(f"accelerate launch failed (exit {process.returncode}): {last[0][:300]}")
+        raise RunError(f"accelerate launch failed (exit {process.returncode}): {last[0][:300]}")
 
 
 def _cuda_available() -> bool:
