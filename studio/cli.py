@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from studio.batch.cli import batch_command
 from studio.cli_support import Debug, Device, Memory, NoMetadata, OneLineErrors, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.errors import InputError
@@ -106,6 +107,7 @@ def build_app(registry: Registry) -> typer.Typer:
         typer.echo(json.dumps(json_schema(registry), indent=2))
 
     app.command()(doctor)
+    app.command(name="batch")(batch_command(registry))
     return app
 
 

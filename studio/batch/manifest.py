@@ -90,6 +90,20 @@ class Manifest:
             raise ManifestError(f"{path}: not a usable batch manifest ({exc})") from exc
         return manifest
 
+    @classmethod
+    def open_existing(cls, folder: Path) -> Manifest:
+        """Open the manifest already in `folder` to read it (`studio batch status`), whatever its spec."""
+        path = folder / MANIFEST_NAME
+        if not path.is_file():
+            raise ManifestError(f"{folder}: no batch manifest here ({MANIFEST_NAME})")
+        try:
+            connection = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            connection.execute("SELECT COUNT(*) FROM items").fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise ManifestError(f"{path}: not a usable batch manifest ({exc})") from exc
+        return cls(connection, path)
+
     def _claim_fingerprint(self, fingerprint: str, force_new: bool) -> None:
         rows = dict(self._db.execute("SELECT key, value FROM meta").fetchall())
         version = int(rows.get("version", SCHEMA_VERSION))
@@ -163,6 +177,21 @@ class Manifest:
                 (worker, time.time(), row[0]),
             )
             return str(row[0])
+
+    def start(self, key: str, worker: str) -> bool:
+        """Mark one given item running for `worker` if it is pending; False if it is not (another took it)."""
+        with self._write():
+            cursor = self._db.execute(
+                "UPDATE items SET state = 'running', worker = ?, attempts = attempts + 1, started = ?,"
+                " error = NULL WHERE key = ? AND state = 'pending'",
+                (worker, time.time(), key),
+            )
+            return cursor.rowcount == 1
+
+    def release(self, key: str) -> None:
+        """Put a running item back to pending (its run was abandoned, e.g. on Ctrl-C)."""
+        with self._write():
+            self._db.execute("UPDATE items SET state = 'pending', worker = NULL WHERE key = ? AND state = 'running'", (key,))
 
     def mark_done(self, key: str, output: str, sha256: str) -> None:
         """Record a finished item; call only after its output file is complete under its final name."""
