@@ -80,7 +80,7 @@ def available_backends(device: torch.device | str | None = None) -> dict[str, st
 def select_backend(form: str, device: torch.device | str, dtype: torch.dtype) -> str:
     """The backend ``auto`` uses for a bias ``form`` on ``device`` with ``dtype``.
 
-    Policy (research/performance.md 3, environment.md):
+    Policy (measured on this project's 2-core CPU machines; GPU choices from the kernels' published figures):
 
     * CPU: ``sdpa`` for every form. Measured on 2 cores at B=2, H=8, L=1024: SDPA with a float mask
       42-49 ms vs FlexAttention 480 ms eager / 140 ms compiled; xformers and triton do not run on CPU.

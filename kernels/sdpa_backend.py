@@ -35,7 +35,7 @@ def per_key_plan(device_type: str, head_dim: int) -> tuple[bool, PerKeyPlan]:
     no-mask flash/cuDNN kernel. Where folding would push the head dim to a bigger template (hd64 ->
     96, a 1.5x MMA cost) the broadcast ``[B, 1, 1, Lk]`` mask is cheaper: reading a per-key bias is
     ~one vector per key tile. This is reasoning from the published kernel figures
-    (research/performance.md 3.1, 3.3), not a measurement: no GPU was available when it was written.
+    (the FlashAttention-2 and PyTorch SDPA backend notes), not a measurement: no GPU was available when it was written.
 
     CPU: measured with bench/attention_kernels.py (B=2, H=8, L=1024, D=40, half the keys masked,
     1 thread, medians): no bias 41 ms; mask 44 ms; fold 53 ms; drop+mask 25 ms; drop+fold 27 ms. The

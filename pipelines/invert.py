@@ -1,8 +1,8 @@
 """DDIM inversion: the one shared service that maps real images to the noise that regenerates them.
 
 Why: MasaCtrl, VisCtrl and Uniform Attention Maps edit a real image by inverting it with deterministic
-DDIM, then denoising from x_T with the source row teacher-forced onto the stored trajectory (see
-research/methods-tuning-free.md §0.2). This returns that whole trajectory. As in their official codes,
+DDIM, then denoising from x_T with the source row teacher-forced onto the stored trajectory (MasaCtrl,
+arXiv 2304.08465; VisCtrl, arXiv 2406.06258). This returns that whole trajectory. As in their official codes,
 CFG during inversion is optional (`guidance_scale > 1`). Unlike them it reads the VAE scale from config
 (SDXL works), uses the model's prediction type (v-prediction SD2.x works), and runs the UNet through the
 studio's processors with the caller's controls, so an inversion-time control (e.g. uniform attention

@@ -1,7 +1,7 @@
 """Judge weight files by their bytes, read safetensors headers, and refuse pickle.
 
 Why: a pickle checkpoint (`.ckpt`, `.bin`, `.pt`, `.pth`) can run arbitrary code when loaded, and even
-`torch.load(weights_only=True)` has had RCE bugs (research/ecosystem.md 4.1). Extensions lie, so a file's
+`torch.load(weights_only=True)` has had RCE bugs (CVE-2025-32434). Extensions lie, so a file's
 kind is decided by its first bytes (the InvokeAI rule): safetensors is an 8-byte little-endian header
 length followed by a JSON object; a torch zip starts `PK\\x03\\x04`; a legacy pickle starts with the
 protocol opcode `\\x80`. Nothing here imports torch or reads tensor data: the SD-versus-SDXL decision is

@@ -8,24 +8,38 @@ are generated from the task declarations (`studio.task_commands`), so a new task
 and help without an edit here; `build_app(registry)` builds the CLI of any registry and `app` is the
 default registry's.
 
-Conventions (research/ecosystem.md 5.3): results on stdout, progress and errors on stderr; exit 0 ok,
+Conventions (those of git, pip and most Unix tools): results on stdout, progress and errors on stderr; exit 0 ok,
 1 a run failed, 2 usage/input error, 130 cancelled. Expected failures (`StudioError`) print one line
-and no traceback unless `--debug`. Building the app reads the task declarations, whose defaults live
-beside their controls and pipelines, so it imports torch and diffusers (a few seconds, even for `--help`).
+and no traceback unless `--debug`. Building the app reads the task declarations and the methods' torch-free settings modules, so `--help`
+starts in well under a second; torch and diffusers load when a command runs.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from importlib.metadata import EntryPoint
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from studio.batch.cli import batch_command
-from studio.cli_support import Debug, Device, Memory, NoMetadata, OneLineErrors, Out, Overwrite, Precision
-from studio.cli_support import model_cache, run_and_save, studio_errors
+from studio.cli_support import (
+    Debug,
+    Device,
+    Memory,
+    NoMetadata,
+    OneLineErrors,
+    Out,
+    Overwrite,
+    Precision,
+    model_cache,
+    run_and_save,
+    studio_errors,
+)
 from studio.errors import InputError
+from studio.providers import declared_entry_points
 from studio.registry import Registry, default_registry
 from studio.task_commands import check_files, task_command
 
@@ -108,7 +122,33 @@ def build_app(registry: Registry) -> typer.Typer:
 
     app.command()(doctor)
     app.command(name="batch")(batch_command(registry))
+    for name, entry in declared_entry_points(COMMAND_GROUP).items():
+        app.command(name=name, **PLUGIN_COMMAND)(plugin_command(entry))
     return app
+
+
+COMMAND_GROUP = "diffusion_studio.commands"  # packages above the studio (the web UI) add commands here
+# The plug-in parses its own arguments, --help included.
+PLUGIN_COMMAND = {
+    "context_settings": {"allow_extra_args": True, "ignore_unknown_options": True},
+    "add_help_option": False,
+}
+
+
+def plugin_command(entry: EntryPoint) -> Callable[..., None]:
+    """A command that hands its arguments to the plug-in's `main(argv)`, loaded only when it runs.
+
+    Why: `ui` sits above `studio` and the studio never imports it; the UI declares `studio ui` as an entry
+    point instead (as model families declare themselves), so `studio ui` works from an install and a
+    checkout while the import graph still points down.
+    """
+
+    def command(ctx: typer.Context) -> None:
+        entry.load()(list(ctx.args))
+
+    package = entry.value.split(".", 1)[0].split(":", 1)[0]
+    command.__doc__ = f"A command of the `{package}` package (its options: `studio {entry.name} --help`)."
+    return command
 
 
 def _main() -> None:

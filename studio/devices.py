@@ -2,7 +2,7 @@
 
 Why: every entry point (CLI, UI, batch) must make the same choice, and tests must get float32 on CPU.
 CUDA runs in half precision (fp16 by default, bf16 on request where supported); CPU always runs fp32
-(bf16 on these CPUs is unusably slow, research/environment.md). Nothing is probed at import time.
+(bf16 was measured unusably slow on CPUs without AVX-512). Nothing is probed at import time.
 
 Memory presets trade speed for VRAM: VAE slicing/tiling decode in pieces, model CPU offload keeps only
 the running component on the GPU.

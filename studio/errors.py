@@ -5,7 +5,7 @@ must reach the user as one clear line and a meaningful exit code, without a trac
 raises these; only the CLI (and later the UI/batch edges) catches them. Anything that is not a
 `StudioError` is a bug and is allowed to show its traceback.
 
-Exit codes follow the CLI convention in research/ecosystem.md 5.3: 2 for usage/input errors, 1 for a
+Exit codes follow the usual CLI convention: 2 for usage/input errors, 1 for a
 run that failed, 130 for a cancelled run.
 """
 

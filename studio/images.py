@@ -2,7 +2,7 @@
 
 Why: images come from users and from other tools, so decoding them is an attack surface (decompression
 bombs, exotic decoders with CVEs, truncated files that half-decode) and a privacy leak (EXIF with GPS
-and camera serials). The rules, from research/ecosystem.md 4.2:
+and camera serials). The rules:
 
 * only PNG, JPEG and WebP are decoded (`Image.open(..., formats=...)`), every other decoder stays off;
 * Pillow's own bomb guard stays on and a lower studio limit is checked on the header size, before any

@@ -6,7 +6,7 @@ model's AutoV2 `Model hash`; our own `studio_job` chunk holds the exact job so t
 gives the job that made it. Other tools' metadata (A1111 text in PNG or EXIF, ComfyUI's graph) is read by
 `studio.foreign_metadata`, mapping what we can and saying what we dropped.
 
-Privacy (research/ecosystem.md 4.2): absolute local paths are never embedded. A path under the working
+Privacy: absolute local paths are never embedded. A path under the working
 directory is written relative to it, one under the home folder as `~/...`, anything else by its name;
 an input inside the output's own folder tree is written relative to the output, so the folder can move
 and `studio run OUTPUT` still finds it (and the recorded content hash checks it).

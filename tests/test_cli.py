@@ -147,3 +147,12 @@ def test_doctor_reports_backends(runner):
     attention = report["attention"]
     assert set(attention["auto"]) == {"none", "per_key", "full"}
     assert all(attention["backends"][name] is None for name in attention["auto"].values())  # auto picks a usable one
+
+
+def test_studio_ui_is_the_web_uis_own_command_reached_through_an_entry_point(runner):
+    """`studio ui` runs `python -m ui`'s parser (the studio never imports `ui`): its refusal comes through."""
+    listed = runner.invoke(app, ["--help"])
+    assert " ui " in listed.stdout
+    refused = runner.invoke(app, ["ui", "--host", "0.0.0.0"])
+    assert refused.exit_code == 2
+    assert "--auth USER:PASS" in refused.stderr

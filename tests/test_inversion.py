@@ -260,7 +260,7 @@ def test_image_input_is_encoded_to_the_posterior_mean(sd15):
 
 def test_cfg_with_an_empty_prompt_changes_nothing_on_sd15(sd15):
     """On SD1.x the uncond input is the empty prompt, so inverting "" with CFG equals inverting without it
-    (the note in research/methods-tuning-free.md 0.2). On SDXL the uncond input is zeros, so it differs."""
+    (diffusers encodes SD1.x's negative as the empty prompt). On SDXL the uncond input is zeros, so it differs."""
     z0 = unit_latents(0)
     with_cfg = invert(sd15, z0, "", num_inference_steps=4, guidance_scale=7.5)
     without = invert(sd15, z0, "", num_inference_steps=4, guidance_scale=1.0)
