@@ -8,10 +8,11 @@ are generated from the task declarations (`studio.task_commands`), so a new task
 and help without an edit here; `build_app(registry)` builds the CLI of any registry and `app` is the
 default registry's.
 
-Conventions (those of git, pip and most Unix tools): results on stdout, progress and errors on stderr; exit 0 ok,
-1 a run failed, 2 usage/input error, 130 cancelled. Expected failures (`StudioError`) print one line
-and no traceback unless `--debug`. Building the app reads the task declarations and the methods' torch-free settings modules, so `--help`
-starts in well under a second; torch and diffusers load when a command runs.
+Conventions (those of git, pip and most Unix tools): results on stdout, progress and errors on stderr;
+exit 0 ok, 1 a run failed, 2 usage/input error, 130 cancelled. Expected failures (`StudioError`) print
+one line and no traceback unless `--debug`. Building the app reads the task declarations and the methods'
+torch-free settings modules, so `--help` starts in well under a second; torch and diffusers load when a
+command runs.
 """
 
 from __future__ import annotations
