@@ -61,7 +61,9 @@ def check_name_length(path: Path) -> None:
     for part in path.parts:
         size = len(os.fsencode(part))
         if size > MAX_NAME_BYTES:
-            raise OutputError(f"cannot write {part[:40]}...: the name is {size} bytes; at most {MAX_NAME_BYTES} are allowed")
+            raise OutputError(
+                f"cannot write {part[:40]}...: the name is {size} bytes; at most {MAX_NAME_BYTES} are allowed"
+            )
 
 
 def _nearest_existing(folder: Path) -> Path:

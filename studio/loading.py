@@ -3,9 +3,9 @@
 Why: the four reference kinds load differently (folder or hub through `from_pretrained`, a checkpoint
 through `from_single_file`), but every pipeline the studio hands out must look the same: weights read
 only from safetensors (`use_safetensors=True`), the model's own scheduler left as it ships (each run
-builds the sampler it needs from its config), diffusers' own progress bars off (the studio reports progress itself), and the device/memory policy applied. Errors
-from the hub or diffusers are turned into one-line `StudioError`s here; their cause stays chained for
-`--debug`.
+builds the sampler it needs from its config), diffusers' own progress bars off (the studio reports
+progress itself), and the device/memory policy applied. Errors from the hub or diffusers are turned into
+one-line `StudioError`s here; their cause stays chained for `--debug`.
 """
 
 from __future__ import annotations

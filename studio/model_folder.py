@@ -74,8 +74,9 @@ def _model_index(folder: Path) -> dict[str, Any]:
             f"unknown model reference {folder.name!r}: the folder is not a diffusers model (no model_index.json)"
         )
     try:
-        index = parse_json(path.read_bytes()[: MAX_INDEX_BYTES + 1], f"{folder.name}/model_index.json",
-                           max_bytes=MAX_INDEX_BYTES)
+        index = parse_json(
+            path.read_bytes()[: MAX_INDEX_BYTES + 1], f"{folder.name}/model_index.json", max_bytes=MAX_INDEX_BYTES
+        )
     except JsonError as exc:
         raise UnsupportedModelError(str(exc)) from exc
     if not isinstance(index, dict):
@@ -136,7 +137,9 @@ def _check_shard_index(folder: Path, index_path: Path) -> None:
             )
         path = index_path.parent / shard
         if Path(shard).is_absolute() or not _inside(path, index_path.parent):
-            raise UnsupportedModelError(f"refusing {folder.name}: {shown} names a shard outside its folder ({shard!r})")
+            raise UnsupportedModelError(
+                f"refusing {folder.name}: {shown} names a shard outside its folder ({shard!r})"
+            )
         _require_safetensors(folder, path)
 
 
@@ -154,7 +157,9 @@ def _check_component(folder: Path, component: str, spec: list[Any]) -> None:
     component_dir = folder / component
     if not component_dir.is_dir():
         return  # tokenizers and schedulers hold no weights; a missing weighted component fails in the loader
-    weights = [p for p in component_dir.iterdir() if p.is_file() and p.name.endswith((".safetensors", *PICKLE_SUFFIXES))]
+    weights = [
+        p for p in component_dir.iterdir() if p.is_file() and p.name.endswith((".safetensors", *PICKLE_SUFFIXES))
+    ]
     safetensors = [p for p in weights if p.suffix == ".safetensors"]
     pickles = [p for p in weights if p.suffix in PICKLE_SUFFIXES]
     indexes = [p for p in component_dir.iterdir() if p.name.endswith(".safetensors.index.json")]

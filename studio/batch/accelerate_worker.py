@@ -40,8 +40,9 @@ def main() -> None:
     pending = set(json.loads((out / PLAN_NAME).read_text()))
     todo = [index for index, group in enumerate(plan.groups) if any(item.key in pending for item in group)]
     device = args.device if args.device not in ("auto",) else str(state.device)
-    settings = RunSettings(engine="accelerate", threads=args.threads, device=device, precision=args.precision,
-                           memory=args.memory)
+    settings = RunSettings(
+        engine="accelerate", threads=args.threads, device=device, precision=args.precision, memory=args.memory
+    )
     from studio.batch.manifest import Manifest
 
     with Manifest.open(out, plan.fingerprint) as manifest, state.split_between_processes(todo) as mine:

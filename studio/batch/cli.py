@@ -41,17 +41,29 @@ def batch_command(registry: Registry) -> Any:
         steps: Annotated[int | None, Opt("--steps", help="TASK form: steps (default: the task's).")] = None,
         guidance: Annotated[float | None, Opt("--guidance", "-g", help="TASK form: CFG scale.")] = None,
         seed: Annotated[int, Opt("--seed", "-s", help="TASK form: the base seed.")] = 0,
-        seed_rule: Annotated[str, Opt("--seed-rule", help="TASK form: 'derived' (from the item) or 'fixed'.")] = "derived",
-        option: Annotated[list[str] | None, Opt("--option", help="TASK form: a task option, KEY=VALUE (JSON or text).")] = None,
-        mask_option: Annotated[str | None, Opt("--mask-option", help="TASK form: the option that takes each mask.")] = None,
-        mask_pattern: Annotated[str, Opt("--mask-pattern", help="TASK form: mask path rule; 'auto' = automatic.")] = "masks/{stem}.png",
+        seed_rule: Annotated[
+            str, Opt("--seed-rule", help="TASK form: 'derived' (from the item) or 'fixed'.")
+        ] = "derived",
+        option: Annotated[
+            list[str] | None, Opt("--option", help="TASK form: a task option, KEY=VALUE (JSON or text).")
+        ] = None,
+        mask_option: Annotated[
+            str | None, Opt("--mask-option", help="TASK form: the option that takes each mask.")
+        ] = None,
+        mask_pattern: Annotated[
+            str, Opt("--mask-pattern", help="TASK form: mask path rule; 'auto' = automatic.")
+        ] = "masks/{stem}.png",
         overrides: Annotated[str | None, Opt("--overrides", help="TASK form: per-item CSV/JSONL.")] = None,
         engine: Annotated[str, Opt("--engine", help="local, accelerate or ray.")] = "local",
         workers: Annotated[int, Opt("--workers", help="accelerate processes or Ray workers.")] = 2,
         threads: Annotated[int | None, Opt("--threads", help="torch threads per worker.")] = None,
-        ray_address: Annotated[str | None, Opt("--ray-address", help="A Ray cluster (default: start one here).")] = None,
+        ray_address: Annotated[
+            str | None, Opt("--ray-address", help="A Ray cluster (default: start one here).")
+        ] = None,
         retry_failed: Annotated[bool, Opt("--retry-failed", help="Run failed items again.")] = False,
-        force_new: Annotated[bool, Opt("--force-new", help="Start over an output folder made from another spec.")] = False,
+        force_new: Annotated[
+            bool, Opt("--force-new", help="Start over an output folder made from another spec.")
+        ] = False,
         device: Device = "auto",
         precision: Precision = "auto",
         memory: Memory = "none",
@@ -111,7 +123,11 @@ def spec_from_flags(task: str, values: dict[str, Any]) -> BatchSpec:
         options.update(parsed)
     if options:
         job["options"] = {task: options}
-    data: dict[str, Any] = {"job": job, "out": values["out"], "seed": {"rule": values["seed_rule"], "base": values["seed"]}}
+    data: dict[str, Any] = {
+        "job": job,
+        "out": values["out"],
+        "seed": {"rule": values["seed_rule"], "base": values["seed"]},
+    }
     data["inputs"] = {k: v for k, v in {"folder": values["inputs"], "prompts": values["prompts"]}.items() if v}
     if values["inputs"]:
         data["inputs"]["glob"] = values["glob"]

@@ -79,8 +79,15 @@ def free_memory() -> None:
         pass
 
 
-def run_groups(groups: list[list[Item]], manifest: Manifest, registry: Registry, root: Path, models: Any,
-               worker: str, advance: Advance | None = None) -> None:
+def run_groups(
+    groups: list[list[Item]],
+    manifest: Manifest,
+    registry: Registry,
+    root: Path,
+    models: Any,
+    worker: str,
+    advance: Advance | None = None,
+) -> None:
     """Run each group that has pending items, publishing those (a group is always rendered whole, see groups)."""
     settled = 0
     for group in groups:
@@ -102,8 +109,14 @@ def run_groups(groups: list[list[Item]], manifest: Manifest, registry: Registry,
             advance(settled)
 
 
-def run_local(groups: list[list[Item]], manifest: Manifest, registry: Registry, root: Path,
-              settings: RunSettings, advance: Advance) -> None:
+def run_local(
+    groups: list[list[Item]],
+    manifest: Manifest,
+    registry: Registry,
+    root: Path,
+    settings: RunSettings,
+    advance: Advance,
+) -> None:
     """Run every pending group in this process; Ctrl-C puts the current group's items back."""
     _set_threads(settings.threads)
     run_groups(groups, manifest, registry, root, _models(settings), f"local-{os.getpid()}", advance)
@@ -117,14 +130,39 @@ def run_accelerate(spec_path: Path, manifest: Manifest, settings: RunSettings, a
     threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
     on_cpu = settings.device == "cpu" or not _cuda_available()
     processes = settings.workers if on_cpu else min(settings.workers, _cuda_devices())  # one per GPU at most
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes),
-               "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--num_processes",
+        str(processes),
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+    ]
     if on_cpu:
         command.append("--cpu")
-    command += ["-m", "studio.batch.accelerate_worker", str(spec_path), "--threads", str(threads),
-                "--device", settings.device, "--precision", settings.precision, "--memory", settings.memory]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([_code_root(), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-           "OMP_NUM_THREADS": str(threads)}
+    command += [
+        "-m",
+        "studio.batch.accelerate_worker",
+        str(spec_path),
+        "--threads",
+        str(threads),
+        "--device",
+        settings.device,
+        "--precision",
+        settings.precision,
+        "--memory",
+        settings.memory,
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([_code_root(), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+        "OMP_NUM_THREADS": str(threads),
+    }
     process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         while process.poll() is None:
@@ -186,10 +224,17 @@ def run_ray(groups: list[list[Item]], manifest: Manifest, root: Path, settings: 
     except ImportError:
         raise InputError("--engine ray needs Ray: pip install 'diffusion-studio[ray]'") from None
     threads = settings.threads or max(1, (os.cpu_count() or 1) // settings.workers)
-    env = {"PYTHONPATH": _code_root(), "OMP_NUM_THREADS": str(threads),
-           "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0")}
-    options: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "runtime_env": {"env_vars": env},
-                               "configure_logging": False}
+    env = {
+        "PYTHONPATH": _code_root(),
+        "OMP_NUM_THREADS": str(threads),
+        "HF_HUB_OFFLINE": os.environ.get("HF_HUB_OFFLINE", "0"),
+    }
+    options: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "runtime_env": {"env_vars": env},
+        "configure_logging": False,
+    }
     if settings.ray_address:
         options["address"] = settings.ray_address
     else:
@@ -198,8 +243,12 @@ def run_ray(groups: list[list[Item]], manifest: Manifest, root: Path, settings: 
     try:
         gpus = 1 if settings.device != "cpu" and _cuda_available() else 0  # each actor's resource request
         actor = ray.remote(num_cpus=threads, num_gpus=gpus)(RayWorker)
-        pool = ActorPool([actor.remote(RunSettings(**{**settings.__dict__, "threads": threads}), str(root))
-                          for _ in range(settings.workers)])
+        pool = ActorPool(
+            [
+                actor.remote(RunSettings(**{**settings.__dict__, "threads": threads}), str(root))
+                for _ in range(settings.workers)
+            ]
+        )
         started = {item.key for group in groups for item in group if manifest.start(item.key, "ray")}
         todo = [group for group in groups if any(item.key in started for item in group)]
         items = {item.key: item for group in todo for item in group}

@@ -55,8 +55,17 @@ def plan_items(spec: BatchSpec, registry: Registry) -> list[Item]:
     outputs = _output_names([key for key, _ in sources])
     items = []
     for (key, source), output in zip(sources, outputs, strict=True):
-        defaults = {"version": 2, "model": "toyworld", "steps": task.schedule.steps, "guidance": task.schedule.guidance}
-        data: dict[str, Any] = {**defaults, **spec.job, "task": task.name}  # the task's own steps and CFG, as its command
+        defaults = {
+            "version": 2,
+            "model": "toyworld",
+            "steps": task.schedule.steps,
+            "guidance": task.schedule.guidance,
+        }
+        data: dict[str, Any] = {
+            **defaults,
+            **spec.job,
+            "task": task.name,
+        }  # the task's own steps and CFG, as its command
         if takes_image:
             data["image"] = source
         else:
@@ -90,8 +99,9 @@ def plan_fingerprint(spec: BatchSpec, registry: Registry) -> str:
         options = validate_options(task.options, raw, "options").model_dump(mode="json")
     except JobSpecError:  # options completed per item (an override, a mask): the spec's own say it all
         options = raw
-    blob = json.dumps({"spec": spec.model_dump(mode="json"), "job": template, "options": options},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"spec": spec.model_dump(mode="json"), "job": template, "options": options}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -111,7 +121,9 @@ def _sources(spec: BatchSpec, takes_image: bool, task: str) -> list[tuple[str, s
     if len(given) != 1:
         raise BatchSpecError("batch spec: inputs: give exactly one of folder, files or prompts")
     if takes_image and inputs.prompts is not None:
-        raise BatchSpecError(f"batch spec: inputs.prompts: the {task} task takes an image; give inputs.folder or files")
+        raise BatchSpecError(
+            f"batch spec: inputs.prompts: the {task} task takes an image; give inputs.folder or files"
+        )
     if not takes_image and inputs.prompts is None:
         raise BatchSpecError(f"batch spec: inputs: the {task} task takes no input image; give inputs.prompts")
     if inputs.prompts is not None:

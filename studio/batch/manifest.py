@@ -191,7 +191,9 @@ class Manifest:
     def release(self, key: str) -> None:
         """Put a running item back to pending (its run was abandoned, e.g. on Ctrl-C)."""
         with self._write():
-            self._db.execute("UPDATE items SET state = 'pending', worker = NULL WHERE key = ? AND state = 'running'", (key,))
+            self._db.execute(
+                "UPDATE items SET state = 'pending', worker = NULL WHERE key = ? AND state = 'running'", (key,)
+            )
 
     def mark_done(self, key: str, output: str, sha256: str) -> None:
         """Record a finished item; call only after its output file is complete under its final name."""

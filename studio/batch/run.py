@@ -55,8 +55,15 @@ def write_spec(spec: BatchSpec) -> Path:
     return path
 
 
-def run_batch(spec: BatchSpec, registry: Registry, settings: RunSettings, *, retry_failed: bool = False,
-              force_new: bool = False, progress: object = None) -> Summary:
+def run_batch(
+    spec: BatchSpec,
+    registry: Registry,
+    settings: RunSettings,
+    *,
+    retry_failed: bool = False,
+    force_new: bool = False,
+    progress: object = None,
+) -> Summary:
     """Run every pending item of `spec` with the chosen engine; returns the summary of the whole manifest."""
     from studio.atomic_write import remove_stale_temporaries
     from studio.batch.progress import batch_progress

@@ -87,7 +87,9 @@ class BatchSpec(_Strict):
                 "prompts": absolute(self.inputs.prompts),
             }
         )
-        return self.model_copy(update={"inputs": inputs, "overrides": absolute(self.overrides), "out": absolute(self.out)})
+        return self.model_copy(
+            update={"inputs": inputs, "overrides": absolute(self.overrides), "out": absolute(self.out)}
+        )
 
     def canonical_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
