@@ -34,6 +34,7 @@ from ui.upload import StudioImage
 
 TITLE = "Diffusion Studio"
 DEVICE_QUEUE = "device"
+CANCEL_WAIT_S = 60.0  # a cancelled job stops at its next step boundary; a step takes far less
 MASK_RGBA = (
     255,
     48,
@@ -325,7 +326,12 @@ def _wire_run(ui: StudioUI, tab: _TaskTab) -> None:
     )
 
     def cancel(request: gr.Request) -> str:
-        return ui.cancel(request.session_hash)
+        message = ui.cancel(request.session_hash)
+        if message == "nothing to cancel":
+            return message
+        # The run stream also writes the status line: answer with the job's own last line, so the
+        # line ends the same whichever write the browser gets last.
+        return ui.runs.wait_until_ended(request.session_hash, CANCEL_WAIT_S) or message
 
     tab.cancel.click(cancel, None, tab.status, concurrency_limit=None, api_name=f"cancel_{tab.name}")
 
