@@ -1,5 +1,5 @@
 """The attention-control framework: one site-aware processor, an explicit step state, a named batch
-layout, and composable controls. See DESIGN.md, "The attention-control framework".
+layout, and composable controls.
 
 The package imports each name from its module on first use (PEP 562): the torch-free `settings`
 module can then be read without loading torch, which keeps `studio --help` and the job schema fast.
@@ -7,8 +7,7 @@ module can then be read without loading torch, which keeps `studio --help` and t
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from attention_processors.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "AttentionCall": "attention_processors.control",
@@ -30,13 +29,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

@@ -3,7 +3,7 @@
 The bias enters through a ``score_mod`` that indexes the captured bias tensor, so a per-key bias is
 read as ``bias[b, kv_idx]``: one value per key, never an ``Lq x Lk`` tensor. On CUDA the function is
 compiled once, on first use (compiling at import would cost tens of seconds for every importer); on
-CPU it runs eagerly, which is slow (environment.md: ~480 ms at B=2, H=8, L=1024) but exact, and is
+CPU it runs eagerly, which is slow (measured on a 2-core CPU: about 480 ms at B=2, H=8, L=1024) but exact, and is
 what the tests use. (Compiling on CPU is also not an option with torch 2.13: the first shape compiles
 in tens of seconds, and a second shape, compiled with dynamic sizes, failed with an inductor C++ error,
 ``cur_qSplitSize8 was not declared``.)

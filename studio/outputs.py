@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from studio.atomic_write import OutputExistsError, check_name_length, check_writable_target
 from studio.errors import OutputError
 from studio.images import save_png
+from studio.input_hashes import input_paths
 from studio.metadata import png_text_chunks
 
 if TYPE_CHECKING:
@@ -61,33 +62,11 @@ def png_path(path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def _input_files(job: Job) -> list[Path]:
-    """Every existing file the job names (its image and any path in its options): never to be written."""
-    found: list[Path] = []
-
-    def walk(value: Any) -> None:
-        if isinstance(value, dict):
-            for item in value.values():
-                walk(item)
-        elif isinstance(value, (list, tuple)):
-            for item in value:
-                walk(item)
-        elif isinstance(value, str) and value and len(value) < 4096:
-            try:
-                if Path(value).is_file():
-                    found.append(Path(value))
-            except (OSError, ValueError):
-                return
-
-    walk([job.image, job.options])
-    return found
-
-
-def _refuse_inputs(targets: list[Path], job: Job) -> None:
+def _refuse_inputs(targets: list[Path], inputs: list[Path]) -> None:
+    """A job never writes over its own input (the files its declaration says it reads)."""
     for target in targets:
-        for source in _input_files(job):
-            if target.exists() and os.path.samefile(target, source):
-                raise OutputError(f"--out {target} is an input of this job; choose another output name")
+        if target.exists() and any(source.exists() and os.path.samefile(target, source) for source in inputs):
+            raise OutputError(f"--out {target} is an input of this job; choose another output name")
 
 
 def _candidates(path: Path | None, job: Job) -> Iterator[tuple[Path, bool]]:
@@ -146,9 +125,10 @@ def save_result(
     batch = bool(getattr(result, "image_jobs", None))
     images = [*result.images, grid_image(result.images)] if batch else list(result.images)
     texts: dict[Path, list[dict[str, str] | None]] = {}
+    inputs = [Path(p) for p in input_paths(result.job)]
     for first, ours in _candidates(path, result.job):
         targets = _names(first, len(result.images), batch)
-        _refuse_inputs(targets, result.job)
+        _refuse_inputs(targets, inputs)
         if not overwrite and any(t.exists() for t in targets):
             if ours:
                 continue
