@@ -313,7 +313,7 @@ def test_two_browsers_see_only_their_own_jobs_and_cancel_only_their_own(browser,
         timeout=RUN_TIMEOUT_MS,
     )
     bob.click("#generate-cancel")  # Bob's Cancel must not stop Alice's job
-    bob.wait_for_function("() => document.querySelector('#generate-status textarea').value === 'nothing to cancel'")
+    bob.wait_for_selector("[data-testid=toast-body]:has-text('nothing to cancel')")  # a toast: the status is the run's
     bob.fill("#generate-prompt textarea", "a purple cross")
     set_number(bob, "#generate-steps", 3)
     click_run(bob, "generate")  # queued behind Alice's job: one job on the device at a time

@@ -34,7 +34,6 @@ from ui.upload import StudioImage
 
 TITLE = "Diffusion Studio"
 DEVICE_QUEUE = "device"
-CANCEL_WAIT_S = 60.0  # a cancelled job stops at its next step boundary; a step takes far less
 MASK_RGBA = (
     255,
     48,
@@ -325,15 +324,17 @@ def _wire_run(ui: StudioUI, tab: _TaskTab) -> None:
         api_name=f"run_{tab.name}",
     )
 
-    def cancel(request: gr.Request) -> str:
+    def cancel(request: gr.Request) -> None:
+        # A toast, not the status line: the run stream is the status line's only writer, so its last
+        # update (how the job ended) is what stays on screen. Two writers raced: a progress line still in
+        # flight could land after a Cancel reply that said the job had ended.
         message = ui.cancel(request.session_hash)
         if message == "nothing to cancel":
-            return message
-        # The run stream also writes the status line: answer with the job's own last line, so the
-        # line ends the same whichever write the browser gets last.
-        return ui.runs.wait_until_ended(request.session_hash, CANCEL_WAIT_S) or message
+            gr.Warning(message)
+        else:
+            gr.Info(message)
 
-    tab.cancel.click(cancel, None, tab.status, concurrency_limit=None, api_name=f"cancel_{tab.name}")
+    tab.cancel.click(cancel, None, None, concurrency_limit=None, api_name=f"cancel_{tab.name}")
 
 
 def _wire_restore(ui: StudioUI, drop: gr.File, note: gr.Textbox, tabs: gr.Tabs, all_tabs: list[_TaskTab]) -> None:

@@ -50,14 +50,6 @@ class RunUpdate:
 
 
 @dataclass
-class _Ending:
-    """How a job ended, once it has: set by its worker thread, read by Cancel."""
-
-    done: threading.Event = field(default_factory=threading.Event)
-    status: str = ""
-
-
-@dataclass
 class _Finished:
     outputs: tuple[Path, ...] = ()
     job: Job | None = None
@@ -77,7 +69,6 @@ class SessionRuns:
     output_dir: Path
     preview_every: int = PREVIEW_EVERY
     _tokens: dict[str, CancelToken] = field(default_factory=dict, init=False)
-    _endings: dict[str, _Ending] = field(default_factory=dict, init=False)  # the session's current job's end
     _tokens_lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _device: threading.Lock = field(default_factory=threading.Lock, init=False)
 
@@ -111,12 +102,10 @@ class SessionRuns:
     def run(self, job: Job, session: str) -> Iterator[RunUpdate]:
         """Run `job` for `session`, yielding progress; the last update says how it ended."""
         token = CancelToken()
-        ending = _Ending()
         with self._tokens_lock:
             self._tokens[session] = token
-            self._endings[session] = ending
         events: queue.Queue[RunEvent | _Finished] = queue.Queue()
-        worker = threading.Thread(target=self._work, args=(job, session, token, events, ending), daemon=True)
+        worker = threading.Thread(target=self._work, args=(job, session, token, events), daemon=True)
         worker.start()
         try:
             yield from self._follow(events)
@@ -125,19 +114,7 @@ class SessionRuns:
                 if self._tokens.get(session) is token:
                     del self._tokens[session]
 
-    def wait_until_ended(self, session: str, timeout: float) -> str | None:
-        """The status line this session's current job ended with, waiting up to `timeout` s; None if still running.
-
-        Why: the Cancel button and the run stream both write the status line. Cancel answers with the run's own
-        last line, so whichever of the two reaches the browser last, it shows how the job ended.
-        """
-        with self._tokens_lock:
-            ending = self._endings.get(session)
-        if ending is None or not ending.done.wait(timeout):
-            return None
-        return ending.status
-
-    def _work(self, job: Job, session: str, token: CancelToken, events: queue.Queue, ending: _Ending) -> None:
+    def _work(self, job: Job, session: str, token: CancelToken, events: queue.Queue) -> None:
         from studio.outputs import save_result
 
         try:
@@ -149,8 +126,6 @@ class SessionRuns:
         except BaseException as exc:  # noqa: BLE001 - every failure must reach the browser as one line
             finished = _Finished(error=exc)
         events.put(finished)
-        ending.status = _outcome(finished).status
-        ending.done.set()
 
     def _follow(self, events: queue.Queue) -> Iterator[RunUpdate]:
         last_preview = -self.preview_every
