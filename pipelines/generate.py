@@ -13,6 +13,7 @@ from pipelines._inputs import Generators, as_list, draw_noise, negatives_for
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
+from pipelines.ip_adapter import ImagePrompt, image_prompt_control
 from pipelines.outputs import GenerationOutput
 from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, step_for
 from pipelines.settings import GENERATE, GenerateSettings  # noqa: F401 - re-exported
@@ -32,6 +33,7 @@ def generate(
     generator: Generators | None = None,
     latents: Tensor | None = None,
     controls: Sequence[Control] = (),
+    image_prompts: Sequence[ImagePrompt] = (),
     on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
@@ -51,6 +53,8 @@ def generate(
             `generator[i]`; with one generator, item i takes its i-th draw. Unused when `latents` is given.
         latents: (N, C, h, w) initial noise instead of drawing it.
         controls: attention controls applied at every UNet call (empty: plain generation).
+        image_prompts: IP-Adapter image prompts, one control for all of them added after `controls` (the
+            same as passing `pipelines.ip_adapter.image_prompt_control(backbone, image_prompts)` there).
         on_step_end: hooks called in order after every scheduler step, as diffusers' `callback_on_step_end`;
             the loop adopts the latents a hook returns (None keeps them). See `pipelines.hooks.StepEnd`.
         on_step: called with a `StepEvent` after every step (after the hooks: it sees the adopted latents).
@@ -69,6 +73,8 @@ def generate(
     if latents is not None and tuple(latents.shape) != (len(prompts), *shape):
         raise ValueError(f"latents must have shape {(len(prompts), *shape)}, got {tuple(latents.shape)}")
     step = step_for(sampler, generator)
+    if image_prompts:
+        controls = [*controls, image_prompt_control(backbone, image_prompts)]
     cfg = guidance_scale > 1.0
 
     # 2. encode

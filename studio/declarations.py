@@ -8,16 +8,16 @@ method touches its task file (plus its control and pipeline) and nothing else in
 Options models are pydantic models. A field's default, help (`description`) and range (`ge`/`le`) are
 stated on the field, or taken from the method's settings dataclass next to its control or pipeline with
 `setting(...)`, so the control, the pipeline, the job schema and the CLI share one default. Annotations
-add what pydantic has no word for: `ImagePath` / `MaskPath` (a field names a file: checked before any
-model loads, made portable in metadata), `Flag` (its CLI spelling), `Zipped` (a list of records given on
-the CLI as parallel repeatable flags).
+add what pydantic has no word for: `ImagePath` / `MaskPath` / `WeightPath` (a field names a file: checked
+before any model loads, hashed and made portable in metadata), `Flag` (its CLI spelling), `Zipped` (a list
+of records given on the CLI as parallel repeatable flags). A control's `Shortcut` gives it plain flags.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import typing
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +48,13 @@ class MaskPath:
 
     of: str | None = None
     label: str = "mask"  # how errors name it ("target mask", "reference mask")
+
+
+@dataclass(frozen=True)
+class WeightPath:
+    """The field names a weight file (an adapter, a LoRA): its content is hashed with the job's inputs and
+    its path made portable in metadata like an image's, so `studio run` re-creates the output or says which
+    file changed."""
 
 
 @dataclass(frozen=True)
@@ -152,3 +159,19 @@ class ControlDeclaration:
     summary: str
     options: type[Options]
     build: Callable[[Any, Job, Backbone], Sequence[Any]]  # (options, job, backbone) -> Controls
+    shortcut: Shortcut | None = None  # plain flags on every task command, besides `--control KIND:...`
+
+
+@dataclass(frozen=True)
+class Shortcut:
+    """Flags every task command takes to add a control without the `--control KIND:key=value` spelling.
+
+    Each `primary` flag given adds one control. Every other flag is given once (shared by all of them) or
+    once per primary flag. `PRIMARY:VALUE` sets the `suffix` field too (`--image-prompt ref.png:0.6`), as
+    A1111 users write `<lora:name:0.6>`; a tail that is not a number stays part of the path.
+    """
+
+    primary: str
+    flags: Mapping[str, str]  # option field -> its flag: {"image": "--image-prompt", "file": "--ip-adapter"}
+    suffix: str | None = None
+    help: Mapping[str, str] = dataclasses.field(default_factory=dict)  # option field -> flag help

@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
 from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
-from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, Zipped
+from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, WeightPath, Zipped
 from studio.errors import InputError
 from studio.jobs import SCHEMA_VERSION, Job
 
@@ -66,7 +66,7 @@ def _flag_names(name: str, flag: Flag | None) -> list[str]:
 
 
 def _scalar_type(info: FieldInfo) -> type:
-    if _meta(info, ImagePath) or _meta(info, MaskPath):
+    if _meta(info, ImagePath) or _meta(info, MaskPath) or _meta(info, WeightPath):
         return Path
     args = [a for a in getattr(info.annotation, "__args__", (info.annotation,)) if a is not type(None)]
     return args[0]
@@ -148,7 +148,66 @@ def _job_params(task: TaskDeclaration, registry: Registry) -> list[inspect.Param
     kinds = ", ".join(registry.controls) or "none yet"
     control = typer.Option("--control", help=CONTROL_HELP.format(kinds=kinds))
     params.append(_param("control", Annotated[list[str] | None, control], None))
+    return params + _shortcut_params(registry)
+
+
+def _shortcut_params(registry: Registry) -> list[inspect.Parameter]:
+    """Each control's plain flags (its `Shortcut`), repeatable, on every task command."""
+    params = []
+    for kind, declaration in registry.controls.items():
+        shortcut = declaration.shortcut
+        if shortcut is None:
+            continue
+        for name, flag in shortcut.flags.items():
+            info = declaration.options.model_fields[name]
+            text = shortcut.help.get(name) or info.description or ""
+            option = typer.Option(flag, help=text, show_default=False)
+            params.append(_param(f"{kind}__{name}", Annotated[list[str] | None, option], None))
     return params
+
+
+def _shortcut_controls(registry: Registry, values: dict[str, Any]) -> list[dict[str, Any]]:
+    """The control specs the shortcut flags describe: one per primary flag given."""
+    specs = []
+    for kind, declaration in registry.controls.items():
+        shortcut = declaration.shortcut
+        if shortcut is None:
+            continue
+        columns = {name: list(values.get(f"{kind}__{name}") or []) for name in shortcut.flags}
+        count = len(columns[shortcut.primary])
+        primary_flag = shortcut.flags[shortcut.primary]
+        if not count:
+            given = [shortcut.flags[name] for name, column in columns.items() if column]
+            if given:
+                raise InputError(f"{', '.join(given)} without {primary_flag}: give {primary_flag} as well")
+            continue
+        for name, column in columns.items():
+            if not column and declaration.options.model_fields[name].is_required():
+                raise InputError(f"{primary_flag} needs {shortcut.flags[name]} as well")
+            if len(column) not in (0, 1, count):
+                raise InputError(
+                    f"got {len(column)} {shortcut.flags[name]} for {count} {primary_flag}; give one, one each or none"
+                )
+        for i in range(count):
+            options: dict[str, Any] = {}
+            for name, column in columns.items():
+                if column:
+                    options[name] = column[i] if len(column) == count else column[0]
+            if shortcut.suffix is not None:
+                options.update(_split_suffix(options[shortcut.primary], shortcut.primary, shortcut.suffix))
+            specs.append({"kind": kind, "options": options})
+    return specs
+
+
+def _split_suffix(text: str, primary: str, suffix: str) -> dict[str, Any]:
+    """`PATH:NUMBER` as {primary: PATH, suffix: NUMBER}; a tail that is not a number stays in the path."""
+    head, sep, tail = text.rpartition(":")
+    if sep and head:
+        try:
+            return {primary: head, suffix: float(tail)}
+        except ValueError:
+            pass
+    return {primary: text}
 
 
 _COMMON = [
@@ -202,6 +261,7 @@ def job_from_flags(task: TaskDeclaration, registry: Registry, values: dict[str, 
     if options:
         fields["options"] = {task.name: options}
     fields["controls"] = [parse_control(text) for text in values["control"] or []]
+    fields["controls"] += _shortcut_controls(registry, values)
     return Job.from_dict({"version": SCHEMA_VERSION, **fields}, registry)
 
 
@@ -230,9 +290,7 @@ def _records(name: str, info: FieldInfo, zipped: Zipped, values: dict[str, Any])
     for sub, column in columns.items():
         if column and len(column) != count:
             flag = _flag_names(sub, _meta(record.model_fields[sub], Flag))[0]
-            raise InputError(
-                f"got {len(column)} {flag} for {count} {primary}; give one per {zipped.item} or none"
-            )
+            raise InputError(f"got {len(column)} {flag} for {count} {primary}; give one per {zipped.item} or none")
     return [
         {sub: _plain(column[i]) if column else record.model_fields[sub].default for sub, column in columns.items()}
         for i in range(count)
@@ -288,6 +346,10 @@ def check_files(job: Job) -> None:
         path = holder[where[-1]]
         if isinstance(marker, ImagePath):
             open_image(path)
+            continue
+        if isinstance(marker, WeightPath):
+            if not Path(path).expanduser().is_file():
+                raise InputError(f"{path}: no such weight file")
             continue
         owner = None
         if marker.of:  # the record's own field of that name, else the job's

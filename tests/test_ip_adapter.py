@@ -18,7 +18,7 @@ from diffusers.image_processor import IPAdapterMaskProcessor
 
 from pipelines.backbone import Backbone
 from pipelines.generate import generate
-from pipelines.ip_adapter import ImagePrompt, image_prompt_control
+from pipelines.ip_adapter import ImagePrompt
 from pipelines.ip_adapter_weights import load_adapter
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from tests.ip_adapter_files import tiny_image_encoder, write_adapter
@@ -99,11 +99,11 @@ def diffusers_latents(pipe, files: list[Path], images, scales, masks=None, steps
 
 
 def studio_latents(backbone, prompts: list[ImagePrompt], controls=None, steps: int = STEPS) -> torch.Tensor:
-    if controls is None:
-        controls = [image_prompt_control(backbone, prompts)] if prompts else []
+    """`generate(image_prompts=...)`, or the prompts' control passed by hand among `controls`."""
+    extra = {"image_prompts": prompts} if controls is None else {"controls": controls}
     return generate(
         backbone, "a red cube", num_inference_steps=steps, guidance_scale=GUIDANCE, width=SIZE, height=SIZE,
-        generator=torch.Generator().manual_seed(0), controls=controls,
+        generator=torch.Generator().manual_seed(0), **extra,
     ).latents  # fmt: skip
 
 

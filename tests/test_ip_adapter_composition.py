@@ -9,6 +9,8 @@ remove MRSA's.
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -104,3 +106,36 @@ def test_ip_adapter_with_mrsa_equals_the_einsum_composition(family):
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
     for alone in ([mrsa], [IPAdapter(branches)]):  # each method acts, so neither can hide behind the other
         assert (got - studio_output(unet, inputs, alone, LAYOUT, step=5, total=10)).abs().max() > 1e-3
+
+
+@torch.no_grad()
+def test_ip_adapter_mrsa_and_a_lora_in_one_call_equal_the_oracle_on_merged_weights():
+    """A LoRA (peft layers on every attention projection, random non-zero B) under IP-Adapter and MRSA.
+
+    The oracle runs the same naive processors on a copy whose LoRA is merged into the base weights
+    (peft's `merge`: W + s·B·A), an independent path from the unmerged forward the studio's processors
+    call: a processor that read `to_q.weight` directly (dropping the LoRA) would fail here.
+    """
+    from peft import LoraConfig
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    unet = copy.deepcopy(family_unet("sd15"))
+    torch.manual_seed(11)
+    unet.add_adapter(
+        LoraConfig(r=4, lora_alpha=8, init_lora_weights=False, target_modules=["to_q", "to_k", "to_v", "to_out.0"])
+    )
+    branches = random_image_branches("sd15", mask=image_prompt_mask())
+    mrsa = MultiReferenceSelfAttention(masks=[reference_mask()], weights=[3.0])
+    inputs = unet_inputs(unet, LAYOUT.size, LATENT)
+    got = studio_output(unet, inputs, [mrsa, IPAdapter(branches)], LAYOUT, step=5, total=10)
+
+    merged = copy.deepcopy(unet)
+    for module in merged.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.merge()
+    merged.set_attn_processor(oracle_processors(merged, branches, decoder_self_attention()))
+    torch.testing.assert_close(got, merged(**inputs).sample, atol=1e-5, rtol=0)
+    plain = copy.deepcopy(family_unet("sd15"))  # the same controls without the LoRA: the LoRA acts
+    assert (
+        got - studio_output(plain, inputs, [mrsa, IPAdapter(branches)], LAYOUT, step=5, total=10)
+    ).abs().max() > 1e-3

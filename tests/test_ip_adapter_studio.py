@@ -74,6 +74,7 @@ def test_generate_with_an_image_prompt_equals_the_pipeline_call_and_round_trips(
     assert [(c.kind, c.options) for c in job.controls] == [
         ("ip_adapter", {"file": "a.safetensors", "image": "ref.png", "scale": 0.6, "mask": "left.png"})
     ]
+    assert set(job.inputs) == {"a.safetensors", "ref.png", "left.png"}  # the adapter's content is recorded too
     (workdir / "job.json").write_text(inspected.stdout)
     ok(runner.invoke(app, ["run", "job.json", "--device", "cpu", "--out", "again.png"]))
     assert (workdir / "again.png").read_bytes() == (workdir / "ip.png").read_bytes()
@@ -93,6 +94,9 @@ def test_generate_with_an_image_prompt_equals_the_pipeline_call_and_round_trips(
     assert np.array_equal(pixels("ip.png"), np.asarray(expected))
     ok(runner.invoke(app, ["generate", "a red ball", *COMMON, "--out", "plain.png"]))
     assert not np.array_equal(pixels("ip.png"), pixels("plain.png"))
+    write_adapter(workdir, family_unet("sd15"), "plus", seed=9, name="a.safetensors")  # same name, other weights
+    changed = one_line_error(runner.invoke(app, ["run", "job.json", "--device", "cpu", "--out", "third.png"]))
+    assert "a.safetensors: not the file this job was made with" in changed
 
 
 def _truncated(workdir):
@@ -153,3 +157,57 @@ def test_a_model_without_an_image_encoder_is_one_line(runner, workdir):
     args = ["generate", "x", "--control", control, *COMMON, "--model", "tiny-sd15", "--out", "o.png"]
     line = one_line_error(runner.invoke(app, args))
     assert "no image_encoder" in line
+
+
+def _controls_of(args):
+    """The extra controls of the job `studio generate "a red ball" ARGS` describes (parsed, not run)."""
+    from studio.registry import default_registry
+    from studio.task_commands import job_from_flags, task_command
+
+    registry = default_registry()
+    command = task_command(registry.tasks["generate"], registry)
+    import typer.main
+
+    params = typer.main.get_command_from_info(
+        typer.models.CommandInfo(callback=command), pretty_exceptions_short=True, rich_markup_mode=None
+    )
+    context = params.make_context("generate", ["a red ball", *args], resilient_parsing=False)
+    values = {p.name: context.params[p.name] for p in params.params}
+    return [(c.kind, dict(c.options)) for c in job_from_flags(registry.tasks["generate"], registry, values).controls]
+
+
+def test_the_plain_flags_say_the_same_job_as_control():
+    """`--ip-adapter F --image-prompt IMG:S --image-prompt-mask M` is `--control ip_adapter:file=F,...`."""
+    plain = _controls_of(
+        ["--ip-adapter", "a.safetensors", "--image-prompt", "ref.png:0.6", "--image-prompt-mask", "left.png"]
+    )
+    spelled = _controls_of(["--control", "ip_adapter:file=a.safetensors,image=ref.png,scale=0.6,mask=left.png"])
+    assert (
+        plain
+        == spelled
+        == [("ip_adapter", {"file": "a.safetensors", "image": "ref.png", "scale": 0.6, "mask": "left.png"})]
+    )
+    two = _controls_of(["--ip-adapter", "a.safetensors", "--image-prompt", "x.png", "--image-prompt", "dir:y.png:0.3"])
+    assert [c[1] for c in two] == [
+        {"file": "a.safetensors", "image": "x.png"},
+        {"file": "a.safetensors", "image": "dir:y.png", "scale": 0.3},
+    ]  # one adapter for both; a tail that is not a number stays in the path
+    assert _controls_of(["--ip-adapter", "a.safetensors", "--image-prompt", "c:d.png"])[0][1]["image"] == "c:d.png"
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ip-adapter", "a.safetensors"], "--ip-adapter without --image-prompt"),
+        (["--image-prompt", "ref.png"], "--image-prompt needs --ip-adapter"),
+        (
+            ["--ip-adapter", "a.safetensors", "--image-prompt", "a.png", "--image-prompt", "b.png",
+             "--image-prompt", "c.png", "--image-prompt-mask", "l.png", "--image-prompt-mask", "r.png"],
+            "got 2 --image-prompt-mask for 3 --image-prompt",
+        ),
+        (["--ip-adapter", "missing.safetensors", "--image-prompt", "ref.png"], "missing.safetensors: no such weight"),
+    ],
+)  # fmt: skip
+def test_plain_flag_mistakes_are_one_line(runner, workdir, args, message):
+    line = one_line_error(runner.invoke(app, ["generate", "x", *args, *COMMON, "--out", "o.png"]))
+    assert message in line

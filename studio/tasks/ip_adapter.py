@@ -1,5 +1,6 @@
 """The `ip_adapter` extra control: an image prompt (IP-Adapter, official `.safetensors` layout) added to
-any task with `--control ip_adapter:file=ADAPTER,image=IMG[,scale=S][,mask=M][,start=A][,end=B]`.
+any task with `--ip-adapter ADAPTER --image-prompt IMG[:SCALE] [--image-prompt-mask M]`, or in full with
+`--control ip_adapter:file=ADAPTER,image=IMG[,scale=S][,mask=M][,start=A][,end=B]`.
 
 The adapter file is judged by its bytes before a tensor is read (pickle refused, header and length
 checked), then loaded without diffusers' processor swap, so the image prompt composes with the task's own
@@ -14,7 +15,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from attention_processors.ip_adapter_settings import IP_ADAPTER
-from studio.declarations import ControlDeclaration, ImagePath, MaskPath, Options, setting
+from studio.declarations import ControlDeclaration, ImagePath, MaskPath, Options, Shortcut, WeightPath, setting
 from studio.errors import InputError
 from studio.job_spec import MAX_PATH
 
@@ -24,7 +25,7 @@ class AdapterFileError(InputError):
 
 
 class IPAdapterOptions(Options):
-    file: str = Field(
+    file: Annotated[str, WeightPath()] = Field(
         min_length=1, max_length=MAX_PATH, description="IP-Adapter weights (.safetensors, official key layout)."
     )
     image: Annotated[str, ImagePath()] = Field(min_length=1, max_length=MAX_PATH, description="The image prompt.")
@@ -85,4 +86,14 @@ CONTROL = ControlDeclaration(
     summary="An image prompt through an IP-Adapter (decoupled cross-attention).",
     options=IPAdapterOptions,
     build=build,
+    shortcut=Shortcut(
+        primary="image",
+        flags={"file": "--ip-adapter", "image": "--image-prompt", "mask": "--image-prompt-mask"},
+        suffix="scale",
+        help={
+            "file": "IP-Adapter weights (.safetensors, official layout): once for every --image-prompt, or once each.",
+            "image": "An image prompt, IMG or IMG:SCALE (repeatable: one IP-Adapter branch each).",
+            "mask": "Region of the output an image prompt acts on: once for all, or once per --image-prompt.",
+        },
+    ),
 )
