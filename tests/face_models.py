@@ -51,7 +51,9 @@ def _detector():
 
     half = FACE // 2
     # redness R - G (the input is BGR swapped to RGB and normalised by (x - 127.5) / 128: 2 for a face pixel)
-    nodes.append(helper.make_node("Conv", ["input.1", const("w_red", np.array([1, -1, 0]).reshape(1, 3, 1, 1))], ["rg"]))
+    nodes.append(
+        helper.make_node("Conv", ["input.1", const("w_red", np.array([1, -1, 0]).reshape(1, 3, 1, 1))], ["rg"])
+    )
     nodes.append(helper.make_node("Relu", ["rg"], ["red"]))
     after = FACE - half - 8  # with `half` before: DET_SIZE / 8 windows, each centred on its cell's anchor
     nodes.append(
@@ -81,7 +83,11 @@ def _detector():
             if name == "score8":
                 continue
             # SCRFD multiplies boxes and landmarks by the stride
-            value = {"score": np.zeros((n, 1)), "bbox": np.full((n, 4), half / stride), "kps": np.tile(kps / stride, (n, 1))}[part]
+            value = {
+                "score": np.zeros((n, 1)),
+                "bbox": np.full((n, 4), half / stride),
+                "kps": np.tile(kps / stride, (n, 1)),
+            }[part]
             nodes.append(helper.make_node("Identity", [const(f"{name}_value", value)], [name]))
     graph = helper.make_graph(
         nodes,

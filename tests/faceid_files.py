@@ -103,7 +103,9 @@ def faceid_state(unet, kind: str = "faceid", seed: int = 0, lora: bool = True) -
     return state
 
 
-def write_faceid(folder: Path, unet, kind: str = "faceid", seed: int = 0, lora: bool = True, name: str | None = None) -> Path:
+def write_faceid(
+    folder: Path, unet, kind: str = "faceid", seed: int = 0, lora: bool = True, name: str | None = None
+) -> Path:
     path = Path(folder) / (name or f"ip-adapter-{kind.replace('_', '-')}-{seed}.safetensors")
     save_file({k: v.contiguous() for k, v in faceid_state(unet, kind, seed, lora).items()}, str(path))
     return path

@@ -17,15 +17,15 @@ pytest.importorskip("insightface", reason="FaceID needs insightface (the `faces`
 pytest.importorskip("onnxruntime", reason="FaceID needs onnxruntime (the `faces` extra)")
 pytest.importorskip("onnx", reason="the tiny face models are built with onnx")
 
-from pipelines.backbone import Backbone  # noqa: E402
-from pipelines.faces import analyse_face, load_face_models  # noqa: E402
-from pipelines.generate import generate  # noqa: E402
-from pipelines.ip_adapter_faceid import FacePrompt  # noqa: E402
-from pipelines.ip_adapter_weights import load_adapter  # noqa: E402
-from pipelines.tiny_models import tiny_sd15_pipeline  # noqa: E402
-from tests.face_models import FACE, face_picture, write_face_models  # noqa: E402
-from tests.faceid_files import write_faceid  # noqa: E402
-from tests.ip_adapter_files import tiny_image_encoder  # noqa: E402
+from pipelines.backbone import Backbone
+from pipelines.faces import analyse_face, load_face_models
+from pipelines.generate import generate
+from pipelines.ip_adapter_faceid import FacePrompt
+from pipelines.ip_adapter_weights import load_adapter
+from pipelines.tiny_models import tiny_sd15_pipeline
+from tests.face_models import FACE, face_picture, write_face_models
+from tests.faceid_files import write_faceid
+from tests.ip_adapter_files import tiny_image_encoder
 
 SIZE = 64
 STEPS = 3
@@ -112,6 +112,7 @@ def close(got: torch.Tensor, want: torch.Tensor) -> None:
     torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.slow
 def test_faceid_with_its_lora_equals_diffusers(models, files, faces, face_dir):
     backbone, pipe = models
     image = face_picture([CENTER], identity=1)
