@@ -7,6 +7,7 @@ already active (a prompt's `<lora:...>` tags) stay active at their own scales be
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +48,9 @@ def applied_unet_loras(unet: nn.Module, controls: Sequence[object]) -> Iterator[
     loaded: list[str] = []
     try:
         for lora in loras:
-            unet.load_lora_adapter(dict(lora.state), prefix="unet", adapter_name=lora.name)
+            with warnings.catch_warnings():  # peft's notice that the model now holds several adapters: intended
+                warnings.filterwarnings("ignore", message="Already found a `peft_config`")
+                unet.load_lora_adapter(dict(lora.state), prefix="unet", adapter_name=lora.name)
             loaded.append(lora.name)
         # Loading makes the new adapter the only active one; keep the ones that were active too.
         for module in unet.modules():
