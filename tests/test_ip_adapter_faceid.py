@@ -185,3 +185,17 @@ def test_a_missing_face_model_folder_is_not_downloaded(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="has no .onnx files"):
         load_face_models(tmp_path / "empty")
+
+
+@pytest.mark.slow
+def test_faceid_sdxl_with_its_lora_equals_diffusers(faces, face_dir, tmp_path):
+    """The same on the tiny SDXL model (FaceID has an SDXL release): the layer ids and LoRA ids follow its UNet."""
+    from pipelines.tiny_models import tiny_sdxl_pipeline
+
+    backbone, pipe = Backbone.from_pipeline(with_encoder(tiny_sdxl_pipeline())), with_encoder(tiny_sdxl_pipeline())
+    file = write_faceid(tmp_path, backbone.unet, "faceid", seed=6)
+    image = face_picture([CENTER], identity=6)
+    want = diffusers_faceid(pipe, file, face_dir, image, 0.9)
+    got = studio_latents(backbone, [FacePrompt(image, load_adapter(file), faces, 0.9)])
+    close(got, want)
+    assert (got - studio_latents(backbone, [])).abs().max() > 1e-2
