@@ -11,6 +11,8 @@ then adds the image branch inside the studio's own processor.
 Layout (tencent-ailab/IP-Adapter, flattened in `.safetensors`): `image_proj.*` (the projection's state
 dict) and `ip_adapter.{i}.to_k_ip.weight` / `.to_v_ip.weight`, where `i` is the processor's index in
 `unet.attn_processors` order; self-attention processors sit at the even indices and carry nothing.
+FaceID files add `ip_adapter.{i}.to_{q,k,v,out}_lora.{down,up}.weight` for every processor i (0..N-1), kept
+here as `AdapterWeights.lora` and loaded through peft by `pipelines/ip_adapter_faceid.py`.
 
 This module takes a path the caller already judged (the studio sniffs pickle first); it only ever opens
 safetensors.
