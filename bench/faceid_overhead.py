@@ -31,8 +31,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this checkout's packages and its tests' helpers
 
 from pipelines.backbone import Backbone
+from pipelines.control_loras import applied_unet_loras
 from pipelines.faces import analyse_face, load_face_models
 from pipelines.generate import generate
+from pipelines.ip_adapter import image_prompt_control
 from pipelines.ip_adapter_faceid import FacePrompt
 from pipelines.ip_adapter_weights import load_adapter
 from tests import faceid_files
@@ -90,6 +92,15 @@ def main() -> None:
     for name, values in times.items():
         median = statistics.median(values)
         print(f"{name:18s} {median * 1000:8.1f} ms  {median / plain:5.3f}x")
+    # The LoRA's load and delete alone (once per call), apart from its cost inside the UNet calls.
+    control = image_prompt_control(backbone, arms["face, analysed"])
+    cycles = []
+    for _ in range(args.repeats):
+        start = time.perf_counter()
+        with applied_unet_loras(backbone.unet, [control]):
+            pass
+        cycles.append(time.perf_counter() - start)
+    print(f"LoRA load + delete {statistics.median(cycles) * 1000:8.1f} ms per call")
 
 
 if __name__ == "__main__":
