@@ -20,6 +20,7 @@ from torch import Tensor
 from attention_processors import BatchLayout, Control, attention_control
 from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.batch_plan import BatchPlan
+from pipelines.control_loras import applied_unet_loras
 from pipelines.events import CancelToken, StepCallback, StepEvent
 from pipelines.hooks import StepEnd, StepEndHook, run_hooks
 from pipelines.steps import StepFunction, ddim_step
@@ -80,7 +81,9 @@ def denoise(
     schedule = tuple(int(t) for t in timesteps)
     conditioning = backbone.conditioning(embeds, plan.rows, backbone.image_size(latents))
     latent_size = (latents.shape[-2], latents.shape[-1])
-    with attention_control(backbone.unet, controls) as state:
+    # Controls may carry UNet LoRAs (FaceID's), active while they act: in the denoising branch only.
+    loras = controls if branch == "denoise" else ()
+    with applied_unet_loras(backbone.unet, loras), attention_control(backbone.unet, controls) as state:
         for i, t in enumerate(timesteps):
             if cancel is not None:
                 cancel.check(i, total, branch)

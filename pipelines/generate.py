@@ -14,6 +14,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEndHook
 from pipelines.ip_adapter import ImagePrompt, image_prompt_control
+from pipelines.ip_adapter_faceid import FacePrompt
 from pipelines.outputs import GenerationOutput
 from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, step_for
 from pipelines.settings import GENERATE, GenerateSettings  # noqa: F401 - re-exported
@@ -33,7 +34,7 @@ def generate(
     generator: Generators | None = None,
     latents: Tensor | None = None,
     controls: Sequence[Control] = (),
-    image_prompts: Sequence[ImagePrompt] = (),
+    image_prompts: Sequence[ImagePrompt | FacePrompt] = (),
     on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
@@ -53,8 +54,9 @@ def generate(
             `generator[i]`; with one generator, item i takes its i-th draw. Unused when `latents` is given.
         latents: (N, C, h, w) initial noise instead of drawing it.
         controls: attention controls applied at every UNet call (empty: plain generation).
-        image_prompts: IP-Adapter image prompts, one control for all of them added after `controls` (the
-            same as passing `pipelines.ip_adapter.image_prompt_control(backbone, image_prompts)` there).
+        image_prompts: IP-Adapter image prompts and FaceID face prompts, one control for all of them added after
+            `controls` (the same as passing `pipelines.ip_adapter.image_prompt_control(backbone, image_prompts)`
+            there).
         on_step_end: hooks called in order after every scheduler step, as diffusers' `callback_on_step_end`;
             the loop adopts the latents a hook returns (None keeps them). See `pipelines.hooks.StepEnd`.
         on_step: called with a `StepEvent` after every step (after the hooks: it sees the adopted latents).

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import PIL.Image
 from diffusers.loaders.unet_loader_utils import _maybe_expand_lora_scales
@@ -20,6 +21,9 @@ from attention_processors.selection import StepWindow
 from pipelines.backbone import Backbone
 from pipelines.ip_adapter_images import encode_image_prompt, image_encoder_of
 from pipelines.ip_adapter_weights import AdapterWeights, build_projection, site_weights
+
+if TYPE_CHECKING:
+    from pipelines.ip_adapter_faceid import FacePrompt
 
 BlockScales = Mapping[str, object]  # diffusers' per-block form: {"down": {"block_2": [0.0, 1.0]}, "up": ...}
 
@@ -45,9 +49,28 @@ def site_scales(unet: nn.Module, scale: float | BlockScales) -> float | dict[str
 
 
 def image_prompt_control(
-    backbone: Backbone, prompts: Sequence[ImagePrompt], steps: StepWindow | None = None
+    backbone: Backbone, prompts: Sequence[ImagePrompt | FacePrompt], steps: StepWindow | None = None
 ) -> IPAdapter:
-    """Encode every image prompt with the model's image encoder and return the control that applies them."""
+    """Encode every image prompt with the model's image encoder (every face prompt with its face models) and
+    return the one control that applies them all; with face prompts it also carries their FaceID LoRAs."""
+    from pipelines.ip_adapter_faceid import FaceIDAdapter, FacePrompt, face_branches
+
+    steps = steps if steps is not None else StepWindow(IP_ADAPTER.start, IP_ADAPTER.end)
+    faces = [p for p in prompts if isinstance(p, FacePrompt)]
+    images = [p for p in prompts if not isinstance(p, FacePrompt)]
+    for prompt in images:
+        if prompt.adapter.is_face:
+            raise ValueError(
+                f"IP-Adapter {prompt.adapter.name} is a FaceID adapter: give a face prompt (FacePrompt, --face IMG)"
+            )
+    branches = _image_branches(backbone, images) if images else []
+    if not faces:
+        return IPAdapter(branches, steps=steps)
+    found, loras = face_branches(backbone, faces)
+    return FaceIDAdapter([*branches, *found], steps=steps, unet_loras=tuple(loras))
+
+
+def _image_branches(backbone: Backbone, prompts: Sequence[ImagePrompt]) -> list[ImageBranch]:
     encoder, extractor = image_encoder_of(backbone.pipe)
     unet = backbone.unet
     projections: dict[int, nn.Module] = {}
@@ -67,4 +90,4 @@ def image_prompt_control(
                 mask=prompt.mask,
             )
         )
-    return IPAdapter(branches, steps=steps if steps is not None else StepWindow(IP_ADAPTER.start, IP_ADAPTER.end))
+    return branches

@@ -11,6 +11,8 @@ then adds the image branch inside the studio's own processor.
 Layout (tencent-ailab/IP-Adapter, flattened in `.safetensors`): `image_proj.*` (the projection's state
 dict) and `ip_adapter.{i}.to_k_ip.weight` / `.to_v_ip.weight`, where `i` is the processor's index in
 `unet.attn_processors` order; self-attention processors sit at the even indices and carry nothing.
+FaceID files add `ip_adapter.{i}.to_{q,k,v,out}_lora.{down,up}.weight` for every processor i (0..N-1), kept
+here as `AdapterWeights.lora` and loaded through peft by `pipelines/ip_adapter_faceid.py`.
 
 This module takes a path the caller already judged (the studio sniffs pickle first); it only ever opens
 safetensors.
@@ -19,7 +21,7 @@ safetensors.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,7 +30,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
 
-Kind = Literal["base", "plus", "full"]
+Kind = Literal["base", "plus", "full", "faceid", "faceid_plus"]
+FACE_KINDS = ("faceid", "faceid_plus")  # projections that take an insightface ArcFace embedding
+LORA_PARTS = ("to_q_lora", "to_k_lora", "to_v_lora", "to_out_lora")  # FaceID files' LoRA, per processor
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,13 @@ class AdapterWeights:
     kind: Kind
     image_proj: dict[str, Tensor]  # keys without the `image_proj.` prefix, official names
     layers: dict[int, tuple[Tensor, Tensor]]  # official id -> (to_k_ip [inner, C], to_v_ip [inner, C])
+    # FaceID files only: processor index (0..N-1, all processors) -> {"to_q_lora.down": [r, in], ...}
+    lora: dict[int, dict[str, Tensor]] = field(default_factory=dict)
+
+    @property
+    def is_face(self) -> bool:
+        """FaceID and FaceID-Plus take a face (an ArcFace embedding), not a CLIP image embedding."""
+        return self.kind in FACE_KINDS
 
     @property
     def cross_attention_dim(self) -> int:
@@ -47,8 +58,9 @@ class AdapterWeights:
 
     @property
     def uses_hidden_states(self) -> bool:
-        """Plus and Full-face read the vision tower's penultimate hidden states; base reads its image embeds."""
-        return self.kind != "base"
+        """Plus, Full-face and FaceID-Plus read the vision tower's penultimate hidden states; base reads its
+        image embeds (and FaceID reads no image encoder at all)."""
+        return self.kind not in ("base", "faceid")
 
     @property
     def image_embed_dim(self) -> int:
@@ -57,7 +69,16 @@ class AdapterWeights:
             return int(self.image_proj["proj.weight"].shape[1])
         if self.kind == "full":
             return int(self.image_proj["proj.0.weight"].shape[0])
+        if self.kind == "faceid_plus":
+            return int(self.image_proj["perceiver_resampler.proj_in.weight"].shape[1])
+        if self.kind == "faceid":
+            raise ValueError(f"IP-Adapter {self.name} is a FaceID adapter: it reads no image encoder")
         return int(self.image_proj["proj_in.weight"].shape[1])
+
+    @property
+    def id_embed_dim(self) -> int:
+        """FaceID kinds: the width of the face-recognition embedding their projection takes (ArcFace: 512)."""
+        return int(self.image_proj["proj.0.weight"].shape[1])
 
 
 def kind_of(image_proj: dict[str, Tensor]) -> Kind:
@@ -66,13 +87,15 @@ def kind_of(image_proj: dict[str, Tensor]) -> Kind:
         return "base"
     if "proj.3.weight" in image_proj:
         return "full"
-    if "perceiver_resampler.proj_in.weight" in image_proj or "norm.weight" in image_proj:
-        raise ValueError("FaceID adapters are not supported yet (their projection takes an insightface embedding)")
+    if "perceiver_resampler.proj_in.weight" in image_proj:
+        return "faceid_plus"
+    if "norm.weight" in image_proj:
+        return "faceid"
     if {"latents", "proj_in.weight", "proj_out.weight"} <= image_proj.keys():
         return "plus"
     raise ValueError(
         "the image_proj.* keys match no known IP-Adapter projection (base: proj.weight; Plus: latents, "
-        "proj_in.weight; Full-face: proj.3.weight)"
+        "proj_in.weight; Full-face: proj.3.weight; FaceID: norm.weight; FaceID-Plus: perceiver_resampler.*)"
     )
 
 
@@ -90,13 +113,17 @@ def adapter_from_state(name: str, tensors: dict[str, Tensor]) -> AdapterWeights:
     """Split a flattened official state dict (`image_proj.*`, `ip_adapter.{id}.to_k_ip/to_v_ip.weight`)."""
     image_proj = {k.removeprefix("image_proj."): v for k, v in tensors.items() if k.startswith("image_proj.")}
     layers: dict[int, dict[str, Tensor]] = {}
+    lora: dict[int, dict[str, Tensor]] = {}
     for key, value in tensors.items():
         if not key.startswith("ip_adapter."):
             continue
-        parts = key.split(".")  # ip_adapter, id, to_k_ip|to_v_ip, weight
-        if len(parts) != 4 or not parts[1].isdigit() or parts[2] not in ("to_k_ip", "to_v_ip"):
-            continue  # e.g. FaceID's LoRA keys
-        layers.setdefault(int(parts[1]), {})[parts[2]] = value
+        parts = key.split(".")  # ip_adapter, id, to_k_ip|to_v_ip, weight (or id, to_q_lora, down|up, weight)
+        if not parts[1].isdigit() or parts[-1] != "weight":
+            continue
+        if len(parts) == 4 and parts[2] in ("to_k_ip", "to_v_ip"):
+            layers.setdefault(int(parts[1]), {})[parts[2]] = value
+        elif len(parts) == 5 and parts[2] in LORA_PARTS and parts[3] in ("down", "up"):
+            lora.setdefault(int(parts[1]), {})[f"{parts[2]}.{parts[3]}"] = value
     if not image_proj or not layers:
         absent = [p for p, found in (("image_proj.*", image_proj), ("ip_adapter.{id}.to_k_ip", layers)) if not found]
         raise ValueError(f"{name} is not an IP-Adapter file: it has no {' and no '.join(absent)} keys")
@@ -105,7 +132,13 @@ def adapter_from_state(name: str, tensors: dict[str, Tensor]) -> AdapterWeights:
         raise ValueError(f"{name}: ip_adapter layer(s) {incomplete} lack to_k_ip or to_v_ip")
     kind = kind_of(image_proj)
     pairs = {i: (pair["to_k_ip"], pair["to_v_ip"]) for i, pair in sorted(layers.items())}
-    return AdapterWeights(name, kind, image_proj, pairs)
+    if lora and kind not in FACE_KINDS:
+        raise ValueError(f"{name}: LoRA keys (ip_adapter.{{id}}.to_q_lora...) belong to FaceID files only")
+    whole = {f"{p}.{d}" for p in LORA_PARTS for d in ("down", "up")}
+    broken = sorted(i for i, parts in lora.items() if set(parts) != whole)
+    if broken:
+        raise ValueError(f"{name}: LoRA of processor(s) {broken[:5]} lacks some of {sorted(whole)}")
+    return AdapterWeights(name, kind, image_proj, pairs, dict(sorted(lora.items())))
 
 
 def cross_attention_ids(unet: nn.Module) -> dict[str, int]:

@@ -78,6 +78,8 @@ def collect_report() -> dict[str, Any]:
         "gradio",
         "xformers",
         "triton",
+        "insightface",  # FaceID's face analysis (the `faces` extra)
+        "onnxruntime",
     )
     return {
         "python": sys.version.split()[0],

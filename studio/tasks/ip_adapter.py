@@ -65,16 +65,23 @@ def build(options: IPAdapterOptions, job: Any, backbone: Any) -> list[Any]:
 
     if options.start > options.end:
         raise InputError(f"ip_adapter: start {options.start} is after end {options.end}")
+    path = Path(options.file).expanduser()
+    check_adapter_file(path)
+    try:
+        adapter = load_adapter(path)
+    except ValueError as exc:
+        raise AdapterFileError(str(exc).splitlines()[0]) from None
+    if adapter.is_face:
+        raise AdapterFileError(
+            f"IP-Adapter {path.name} is a FaceID adapter: give a face prompt (--face-adapter, --face)"
+        )
     try:
         image_encoder_of(backbone.pipe)
     except ValueError as exc:
         raise InputError(f"ip_adapter: {exc}") from None
-    path = Path(options.file).expanduser()
-    check_adapter_file(path)
     image = open_image(options.image)
     mask = load_mask(options.mask, name="image-prompt mask") if options.mask else None
     try:
-        adapter = load_adapter(path)
         prompt = ImagePrompt(image, adapter, options.scale, mask)
         return [image_prompt_control(backbone, [prompt], StepWindow(options.start, options.end))]
     except ValueError as exc:
