@@ -1,0 +1,76 @@
+"""Regional generation (RAG) on the tiny SD1.5 and SDXL models: one region that is the whole image with the
+global prompt is plain generation (the oracle: `generate` with the same seed), and bad regions are refused."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pipelines.backbone import Backbone
+from pipelines.generate import generate
+from pipelines.hard_binding import binding_steps
+from pipelines.regional import regional
+from pipelines.regions import MAX_REGIONS, Region, place
+from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
+
+SIZE = dict(width=64, height=64, num_inference_steps=4)
+
+
+@pytest.fixture(scope="module")
+def backbones():
+    return {"sd15": Backbone.from_pipeline(tiny_sd15_pipeline()), "sdxl": Backbone.from_pipeline(tiny_sdxl_pipeline())}
+
+
+@pytest.mark.parametrize(("family", "sampler"), [("sd15", "ddim"), ("sdxl", "ddim"), ("sd15", "euler_a")])
+def test_one_whole_image_region_with_the_global_prompt_is_plain_generation(backbones, family, sampler):
+    backbone = backbones[family]
+    prompt = "a red ball"
+    want = generate(backbone, prompt, sampler=sampler, generator=torch.Generator().manual_seed(4), **SIZE)
+    got = regional(
+        backbone, prompt, [Region(prompt, box=(0, 0, 1, 1))], binding=0.5, sampler=sampler,
+        generator=torch.Generator().manual_seed(4), **SIZE,
+    )  # fmt: skip
+    torch.testing.assert_close(got.latents, want.latents, atol=1e-5, rtol=0)
+
+
+def test_regions_change_the_image_where_they_are(backbones):
+    backbone = backbones["sd15"]
+    plain = generate(backbone, "a ball", generator=torch.Generator().manual_seed(2), **SIZE)
+    got = regional(
+        backbone, "a ball", [Region("a blue cube", box=(0.5, 0, 0.5, 1))], delta=0.8,
+        generator=torch.Generator().manual_seed(2), **SIZE,
+    )  # fmt: skip
+    changed = (got.latents - plain.latents).abs().mean(dim=(0, 1))  # (h, w)
+    assert changed[:, 16:].mean() > 0.0
+
+
+def test_binding_rounds_the_official_share():
+    assert binding_steps(2 / 20, 20) == 2 and binding_steps(2 / 20, 25) == 2 and binding_steps(0.0, 25) == 0
+
+
+BAD = {
+    "outside": ([Region("a", box=(0.6, 0, 0.5, 1))], "lies outside the image"),
+    "negative": ([Region("a", box=(-0.1, 0, 0.5, 1))], "lies outside the image"),
+    "zero-area": ([Region("a", box=(0.2, 0.2, 0, 0.3))], "zero area"),
+    "no-cell": ([Region("a", box=(0.5, 0.5, 0.01, 0.01))], "covers no latent cell"),
+    "empty-prompt": ([Region("  ", box=(0, 0, 1, 1))], "region prompt is empty"),
+    "too-many": ([Region("a", box=(0, 0, 1, 1))] * (MAX_REGIONS + 1), f"at most {MAX_REGIONS}"),
+    "none": ([], "at least one region"),
+    "empty-mask": ([Region("a", mask=torch.zeros(8, 8))], "covers no latent cell"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_bad_regions_are_refused_clearly(case):
+    regions, message = BAD[case]
+    with pytest.raises(ValueError, match=message):
+        place(regions, (32, 32))
+
+
+def test_a_box_owns_the_cells_between_its_rounded_edges_and_a_mask_its_half_covered_cells():
+    (box,) = place([Region("a", box=(0.25, 0.5, 0.5, 0.5))], (8, 8))
+    assert (box.top, box.left, box.bottom, box.right) == (4, 2, 8, 6) and box.cells.sum() == 16
+    mask = torch.zeros(16, 16)
+    mask[0:4, 8:16] = 1
+    (region,) = place([Region("a", mask=mask)], (8, 8))
+    assert (region.top, region.left, region.bottom, region.right) == (0, 4, 2, 8) and region.cells.sum() == 8
