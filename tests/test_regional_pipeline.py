@@ -74,3 +74,40 @@ def test_a_box_owns_the_cells_between_its_rounded_edges_and_a_mask_its_half_cove
     mask[0:4, 8:16] = 1
     (region,) = place([Region("a", mask=mask)], (8, 8))
     assert (region.top, region.left, region.bottom, region.right) == (0, 4, 2, 8) and region.cells.sum() == 8
+
+
+@pytest.mark.parametrize("family", ["sd15", "sdxl"])
+def test_repainting_keeps_every_pixel_outside_the_region_byte_identical(backbones, family):
+    import numpy as np
+
+    from pipelines.repaint import repaint
+
+    backbone = backbones[family]
+    original = generate(backbone, "a ball", generator=torch.Generator().manual_seed(3), **SIZE).images[0]
+    mask = torch.zeros(64, 64)
+    mask[10:40, 5:30] = 1
+    for region in (Region("a blue cube", box=(0.5, 0.25, 0.5, 0.5)), Region("a blue cube", mask=mask)):
+        out = repaint(
+            backbone, original, region, prompt="a ball", num_inference_steps=4,
+            generator=torch.Generator().manual_seed(3),
+        ).images[0]  # fmt: skip
+        before, after = np.asarray(original), np.asarray(out)
+        inside = np.zeros((64, 64), bool)
+        if region.box is not None:
+            inside[16:48, 32:64] = True
+        else:
+            inside = mask.numpy() > 0
+        assert np.array_equal(after[~inside], before[~inside])
+        assert not np.array_equal(after[inside], before[inside])
+
+
+def test_repainting_needs_ddim_and_a_generator(backbones):
+    from PIL import Image
+
+    from pipelines.repaint import repaint
+
+    image = Image.new("RGB", (64, 64))
+    with pytest.raises(ValueError, match="DDIM"):
+        repaint(backbones["sd15"], image, Region("a", box=(0, 0, 1, 1)), sampler="euler", generator=torch.Generator())
+    with pytest.raises(ValueError, match="Generator"):
+        repaint(backbones["sd15"], image, Region("a", box=(0, 0, 1, 1)))
