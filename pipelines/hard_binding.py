@@ -26,13 +26,9 @@ from pipelines._inputs import Generators
 from pipelines.backbone import Backbone, PromptEmbeds
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import LatentRecorder, StepEnd
+from pipelines.region_boxes import binding_steps  # noqa: F401 - re-exported
 from pipelines.regions import PlacedRegion
 from pipelines.samplers import build_scheduler, step_for
-
-
-def binding_steps(fraction: float, total: int) -> int:
-    """How many of `total` steps are bound: `fraction` of the schedule, rounded (0.1 of 25 is 2)."""
-    return max(0, min(total, round(fraction * total)))
 
 
 def copy_generator(generator: Generators | None) -> torch.Generator | None:

@@ -9,7 +9,6 @@ a mask owns the cells at least half inside it (the rule `attention_processors.ma
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -17,10 +16,7 @@ import torch
 from torch import Tensor
 
 from attention_processors.masks import mask_to_tokens
-
-MAX_REGIONS = 16  # each region adds a cross-attention branch at every site and a UNet pass per binding step
-EDGE_TOLERANCE = 1e-6  # a box may touch the image's edge up to float rounding (0.1 + 0.9 = 1.0000000000000002)
-
+from pipelines.region_boxes import MAX_REGIONS, check_box
 
 @dataclass(frozen=True)
 class Region:
@@ -50,23 +46,6 @@ class PlacedRegion:
     def owned(self) -> Tensor:
         """The owned cells inside the rectangle, (bottom - top, right - left)."""
         return self.cells[self.top : self.bottom, self.left : self.right]
-
-
-def check_box(box: Sequence[float], where: str) -> tuple[float, float, float, float]:
-    """(x, y, w, h) inside the unit square with positive area, or a ValueError saying what is wrong."""
-    if len(box) != 4:
-        raise ValueError(f"{where}: a box is x,y,w,h (four numbers), got {len(box)}")
-    x, y, w, h = (float(v) for v in box)
-    if not all(math.isfinite(v) for v in (x, y, w, h)):
-        raise ValueError(f"{where}: box {x},{y},{w},{h} has a value that is not a finite number")
-    if w <= 0 or h <= 0:
-        raise ValueError(f"{where}: box {x:g},{y:g},{w:g},{h:g} has zero area; width and height must be > 0")
-    if x < 0 or y < 0 or x + w > 1 + EDGE_TOLERANCE or y + h > 1 + EDGE_TOLERANCE:
-        raise ValueError(
-            f"{where}: box {x:g},{y:g},{w:g},{h:g} lies outside the image; x,y,w,h are fractions with "
-            "x >= 0, y >= 0, x + w <= 1, y + h <= 1"
-        )
-    return x, y, w, h
 
 
 def check_regions(regions: Sequence[Region]) -> None:

@@ -10,7 +10,8 @@ from pipelines.backbone import Backbone
 from pipelines.generate import generate
 from pipelines.hard_binding import binding_steps
 from pipelines.regional import regional
-from pipelines.regions import MAX_REGIONS, Region, place
+from pipelines.region_boxes import MAX_REGIONS
+from pipelines.regions import Region, place
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 
 SIZE = dict(width=64, height=64, num_inference_steps=4)
