@@ -23,15 +23,20 @@ from .vocab import COLORS, TRAIN_PATTERNS, TRAIN_SHAPES
 
 SIZE = 64  # toyworld's native size
 BACKGROUND = "gray background"
-BOX = 0.375  # a region's side: 24 px, a medium object (19 px) with margin, centred on a grid anchor
-LAYOUTS = {
-    2: (((0.0625, 0.3125, BOX, BOX), "on the left"), ((0.5625, 0.3125, BOX, BOX), "on the right")),
-    3: (  # the diagonal, so medium objects never touch; neighbouring regions overlap by a third
-        ((0.0625, 0.0625, BOX, BOX), "at the top left"),
-        ((0.3125, 0.3125, BOX, BOX), "in the center"),
-        ((0.5625, 0.5625, BOX, BOX), "at the bottom right"),
-    ),
+BOX = 0.375  # a region's side: 24 px, a medium object (19 px) with margin, centred on its grid anchor
+LAYOUTS = {  # (anchor as fractions of the image, the caption's position phrase) per object
+    2: (((0.25, 0.5), "on the left"), ((0.75, 0.5), "on the right")),
+    3: (((0.25, 0.25), "at the top left"), ((0.75, 0.25), "at the top right"), ((0.5, 0.75), "at the bottom")),
 }
+
+
+def boxes(count: int, side: float = BOX) -> list[tuple[float, float, float, float]]:
+    """Each object's region: a square of `side` centred on its anchor, kept inside the image."""
+    found = []
+    for (cx, cy), _ in LAYOUTS[count]:
+        x, y = min(max(cx - side / 2, 0.0), 1.0 - side), min(max(cy - side / 2, 0.0), 1.0 - side)
+        found.append((x, y, side, side))
+    return found
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,16 @@ class Thing:
         return ("an " if words[0][0] in "aeiou" else "a ") + " ".join(words)
 
 
+# Stars are left out: the bundled model draws a patterned star alone as a circle (measured: 0 of 2 single-object
+# prompts), so a star scene fails with or without the method and measures the model, not the binding.
+SHAPES = tuple(s for s in TRAIN_SHAPES if s != "star")
+
+
 def scene(count: int, index: int) -> list[Thing]:
-    """Scene `index` of `count` objects: distinct colours and shapes, patterns cycled, all deterministic."""
+    """Scene `index` of `count` objects: distinct colours and shapes, random patterns, all deterministic."""
     rng = np.random.default_rng(1000 * count + index)
     colors = rng.choice(list(COLORS), size=count, replace=False)
-    shapes = rng.choice(list(TRAIN_SHAPES), size=count, replace=False)
+    shapes = rng.choice(list(SHAPES), size=count, replace=False)
     patterns = rng.choice(list(TRAIN_PATTERNS), size=count, replace=True)
     return [Thing(str(c), str(p), str(s)) for c, p, s in zip(colors, patterns, shapes, strict=True)]
 
@@ -80,35 +90,39 @@ def _generation(steps: int) -> dict:
     return {"num_inference_steps": steps, "guidance_scale": 5.0, "width": SIZE, "height": SIZE}
 
 
-def region_binding(backbone, count: int, scenes: int, seeds: int = 1, steps: int = 25, **method) -> Rates:
+def region_binding(
+    backbone, count: int, scenes: int, seeds: int = 1, steps: int = 25, side: float = BOX, suffix: str = "", **method
+) -> Rates:
     """Share of images with every object in its region with all its attributes: RAG vs the global prompt."""
     from pipelines.generate import generate
     from pipelines.regional import regional
     from pipelines.regions import Region
 
-    boxes = [b for b, _ in LAYOUTS[count]]
+    regions_at = boxes(count, side)
     positions = [p for _, p in LAYOUTS[count]]
     hits, total = np.zeros(2), 0
     for index in range(scenes):
         things = scene(count, index)
         prompt = global_prompt(things, positions)
-        regions = [Region(t.phrase, box=b) for t, b in zip(things, boxes, strict=True)]
+        regions = [Region(t.phrase + suffix.replace("{position}", p), box=b)
+                   for t, b, p in zip(things, regions_at, positions, strict=True)]  # fmt: skip
         for seed in range(seeds):
             out = regional(backbone, prompt, regions, generator=torch.Generator().manual_seed(seed),
                            **_generation(steps), **method)  # fmt: skip
             plain = generate(backbone, prompt, generator=torch.Generator().manual_seed(seed), **_generation(steps))
-            hits += [all_found(out.images[0], things, boxes), all_found(plain.images[0], things, boxes)]
+            hits += [all_found(out.images[0], things, regions_at), all_found(plain.images[0], things, regions_at)]
             total += 1
     return Rates.from_hits(hits, total)
 
 
-def repaint_change(backbone, scenes: int, seeds: int = 1, steps: int = 25, **method) -> Rates:
+def repaint_change(backbone, scenes: int, seeds: int = 1, steps: int = 25, side: float = BOX, **method) -> Rates:
     """Share of repaints whose region shows the new object with all its attributes: repaint vs regenerating."""
     from pipelines.generate import generate
     from pipelines.regions import Region
     from pipelines.repaint import repaint
 
-    (left_box, left), (right_box, right) = LAYOUTS[2]
+    (_, left), (_, right) = LAYOUTS[2]
+    right_box = boxes(2, side)[1]
     hits, total = np.zeros(2), 0
     for index in range(scenes):
         old_left, old_right = scene(2, index)
