@@ -70,18 +70,21 @@ def main() -> None:
 
     times = timing(backbone, (2, 3, 4), args.repeats)
     plain = times[0][1]
-    print("time per image (toyworld 64 px, 25 DDIM steps, CFG 5; best of %d, side by side)" % args.repeats)
+    print(f"time per image (toyworld 64 px, 25 DDIM steps, CFG 5; best of {args.repeats}, side by side)")
     for name, seconds in times:
         print(f"  {name:<10} {seconds:7.3f} s   {seconds / plain:5.2f}x plain")
 
     print("toyworld regional prompting: success rate with the method vs the same seeds without it")
+    two, three = (region_binding(backbone, n, scenes=scenes) for n in (2, 3))
     rows = [
-        ("2 objects", region_binding(backbone, 2, scenes=scenes, seeds=2)),
-        ("3 objects", region_binding(backbone, 3, scenes=scenes, seeds=2)),
-        ("repaint", repaint_change(backbone, scenes=scenes, seeds=2)),
+        ("2 objects: images", two.images),
+        ("2 objects: objects", two.objects),
+        ("3 objects: images", three.images),
+        ("3 objects: objects", three.objects),
+        ("repaint", repaint_change(backbone, scenes=scenes)),
     ]
     for name, rates in rows:
-        print("  " + rates.line(name))
+        print(f"  {name:<20} method {rates.method:6.1%}   baseline {rates.baseline:6.1%}   ({rates.cases} cases)")
     print(f"({time.time() - start:.0f} s) command: python bench/regions.py {' '.join(sys.argv[1:])}")
 
 

@@ -18,6 +18,7 @@ from torch import Tensor
 from attention_processors.masks import mask_to_tokens
 from pipelines.region_boxes import MAX_REGIONS, check_box
 
+
 @dataclass(frozen=True)
 class Region:
     """One region and its prompt: `box` = (x, y, w, h) as fractions of the image, or `mask` [H, W] in {0, 1}."""

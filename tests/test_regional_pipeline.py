@@ -9,12 +9,12 @@ import torch
 from pipelines.backbone import Backbone
 from pipelines.generate import generate
 from pipelines.hard_binding import binding_steps
-from pipelines.regional import regional
 from pipelines.region_boxes import MAX_REGIONS
+from pipelines.regional import regional
 from pipelines.regions import Region, place
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 
-SIZE = dict(width=64, height=64, num_inference_steps=4)
+SIZE = {"width": 64, "height": 64, "num_inference_steps": 4}
 
 
 @pytest.fixture(scope="module")

@@ -4,6 +4,8 @@
   the diagonal) whose prompt names its colour, pattern and shape; the global prompt says the whole scene with positions.
   Success = every object is detected inside its region with its colour, pattern and shape. Baseline = the
   same global prompt alone (the scene said in one prompt), same seed.
+- `suffix` is appended to each region prompt ("{position}" becomes the region's position phrase), to measure
+  region prompts written as toyworld captions of the region ("a red circle on the left, gray background").
 - repaint: a two-object scene is generated, then its right half is repainted to a new object. Success = the
   new object is detected inside the region with all three attributes. Baseline = the scene regenerated from
   the same seed with the new object said in the global prompt instead.
@@ -81,9 +83,22 @@ def found_in(detections: tuple[Detection, ...], thing: Thing, box: tuple[float, 
     )  # fmt: skip
 
 
-def all_found(image: Image.Image, things: list[Thing], boxes: list[tuple[float, float, float, float]]) -> bool:
+def found_each(image: Image.Image, things: list[Thing], boxes: list[tuple[float, float, float, float]]) -> list[bool]:
+    """Per thing: whether it is detected inside its region with its colour, pattern and shape."""
     detections = detect(image).objects
-    return all(found_in(detections, t, b) for t, b in zip(things, boxes, strict=True))
+    return [found_in(detections, t, b) for t, b in zip(things, boxes, strict=True)]
+
+
+def all_found(image: Image.Image, things: list[Thing], boxes: list[tuple[float, float, float, float]]) -> bool:
+    return all(found_each(image, things, boxes))
+
+
+@dataclass(frozen=True)
+class BindingRates:
+    """Images with every object right, and objects right, each with the method and without it."""
+
+    images: Rates
+    objects: Rates
 
 
 def _generation(steps: int) -> dict:
@@ -92,15 +107,16 @@ def _generation(steps: int) -> dict:
 
 def region_binding(
     backbone, count: int, scenes: int, seeds: int = 1, steps: int = 25, side: float = BOX, suffix: str = "", **method
-) -> Rates:
-    """Share of images with every object in its region with all its attributes: RAG vs the global prompt."""
+) -> BindingRates:
+    """Share of images with every object in its region with all its attributes (and share of objects so
+    placed): RAG vs the global prompt alone."""
     from pipelines.generate import generate
     from pipelines.regional import regional
     from pipelines.regions import Region
 
     regions_at = boxes(count, side)
     positions = [p for _, p in LAYOUTS[count]]
-    hits, total = np.zeros(2), 0
+    hits, objects, total = np.zeros(2), np.zeros(2), 0
     for index in range(scenes):
         things = scene(count, index)
         prompt = global_prompt(things, positions)
@@ -110,12 +126,16 @@ def region_binding(
             out = regional(backbone, prompt, regions, generator=torch.Generator().manual_seed(seed),
                            **_generation(steps), **method)  # fmt: skip
             plain = generate(backbone, prompt, generator=torch.Generator().manual_seed(seed), **_generation(steps))
-            hits += [all_found(out.images[0], things, regions_at), all_found(plain.images[0], things, regions_at)]
+            found = [found_each(out.images[0], things, regions_at), found_each(plain.images[0], things, regions_at)]
+            hits += [all(f) for f in found]
+            objects += [sum(f) for f in found]
             total += 1
-    return Rates.from_hits(hits, total)
+    return BindingRates(Rates.from_hits(hits, total), Rates.from_hits(objects, total * count))
 
 
-def repaint_change(backbone, scenes: int, seeds: int = 1, steps: int = 25, side: float = BOX, **method) -> Rates:
+def repaint_change(
+    backbone, scenes: int, seeds: int = 1, steps: int = 25, side: float = BOX, suffix: str = "", **method
+) -> Rates:
     """Share of repaints whose region shows the new object with all its attributes: repaint vs regenerating."""
     from pipelines.generate import generate
     from pipelines.regions import Region
@@ -134,7 +154,8 @@ def repaint_change(backbone, scenes: int, seeds: int = 1, steps: int = 25, side:
         for seed in range(seeds):
             original = generate(backbone, prompt, generator=torch.Generator().manual_seed(seed), **_generation(steps))
             out = repaint(
-                backbone, original.images[0], Region(new.phrase, box=right_box), prompt=prompt,
+                backbone, original.images[0], Region(new.phrase + suffix.replace("{position}", right), box=right_box),
+                prompt=prompt,
                 num_inference_steps=steps, guidance_scale=5.0, generator=torch.Generator().manual_seed(seed), **method,
             )  # fmt: skip
             plain = generate(backbone, edited, generator=torch.Generator().manual_seed(seed), **_generation(steps))

@@ -75,7 +75,7 @@ def parse_box(text: str, where: str) -> tuple[tuple[float, float, float, float],
         box = tuple(float(v) for v in numbers.split(","))
         box = check_box(box, where)
     except ValueError as exc:
-        message = str(exc) if str(exc).startswith(where) else f'{where} {numbers!r}: x,y,w,h must be four numbers'
+        message = str(exc) if str(exc).startswith(where) else f"{where} {numbers!r}: x,y,w,h must be four numbers"
         raise JobSpecError(f"invalid job: {message}") from None
     return box, _prompt(prompt, where)
 
@@ -137,13 +137,19 @@ def read_layout(path: Path) -> list[tuple[str, Any, str]]:
         raise InputError(f"layout {path.name}: not JSON ({exc})") from None
     entries = data.get("regions") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
-        raise InputError(f'layout {path.name}: expected {{"regions": [{{"box": [x, y, w, h], "prompt": "..."}}, ...]}}')
+        raise InputError(
+            f'layout {path.name}: expected {{"regions": [{{"box": [x, y, w, h], "prompt": "..."}}, ...]}}'
+        )
     if len(entries) > MAX_REGIONS:
         raise InputError(f"layout {path.name}: {len(entries)} regions; at most {MAX_REGIONS}")
     found = []
     for i, entry in enumerate(entries):
         where = f"layout {path.name}: region {i}"
-        if not isinstance(entry, dict) or not isinstance(entry.get("prompt"), str) or set(entry) - {"box", "mask", "prompt"}:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("prompt"), str)
+            or set(entry) - {"box", "mask", "prompt"}
+        ):
             raise InputError(f'{where}: expected {{"box": [x, y, w, h], "prompt": "..."}} or {{"mask": PATH, ...}}')
         prompt = entry["prompt"].strip()
         if not prompt:
@@ -152,7 +158,9 @@ def read_layout(path: Path) -> list[tuple[str, Any, str]]:
             raise InputError(f"{where}: give a box or a mask, exactly one")
         if "box" in entry:
             box = entry["box"]
-            if not isinstance(box, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box):
+            if not isinstance(box, list) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in box
+            ):
                 raise InputError(f"{where}: box must be four numbers [x, y, w, h]")
             try:
                 found.append(("box", check_box(box, where), prompt))

@@ -32,9 +32,7 @@ def run(task: TaskRun) -> JobResult:
             backbone, job.prompt, regions, delta=options.delta, binding=options.binding,
             **sampling(task, seed, height, width),
         )  # fmt: skip
-    resolved = job.replace(
-        seed=seed, width=width, height=height, options={job.task: options.model_dump(mode="json")}
-    )
+    resolved = job.replace(seed=seed, width=width, height=height, options={job.task: options.model_dump(mode="json")})
     return JobResult(resolved, list(output.images), notes=output.notes)
 
 
