@@ -75,16 +75,19 @@ def main() -> None:
         print(f"  {name:<10} {seconds:7.3f} s   {seconds / plain:5.2f}x plain")
 
     print("toyworld regional prompting: success rate with the method vs the same seeds without it")
-    two, three = (region_binding(backbone, n, scenes=scenes) for n in (2, 3))
-    rows = [
-        ("2 objects: images", two.images),
-        ("2 objects: objects", two.objects),
-        ("3 objects: images", three.images),
-        ("3 objects: objects", three.objects),
-        ("repaint", repaint_change(backbone, scenes=scenes)),
-    ]
+    caption = " {position}, gray background"  # the region prompt as a toyworld caption of the region
+    rows = []
+    for style, suffix in (("object words", ""), ("region caption", caption)):
+        two, three = (region_binding(backbone, n, scenes=scenes, suffix=suffix) for n in (2, 3))
+        rows += [
+            (f"2 objects, {style}: images", two.images),
+            (f"2 objects, {style}: objects", two.objects),
+            (f"3 objects, {style}: images", three.images),
+            (f"3 objects, {style}: objects", three.objects),
+            (f"repaint, {style}", repaint_change(backbone, scenes=scenes, suffix=suffix)),
+        ]
     for name, rates in rows:
-        print(f"  {name:<20} method {rates.method:6.1%}   baseline {rates.baseline:6.1%}   ({rates.cases} cases)")
+        print(f"  {name:<36} method {rates.method:6.1%}   baseline {rates.baseline:6.1%}   ({rates.cases} cases)")
     print(f"({time.time() - start:.0f} s) command: python bench/regions.py {' '.join(sys.argv[1:])}")
 
 
