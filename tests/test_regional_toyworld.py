@@ -1,18 +1,20 @@
 """Toyworld behaviour of RAG regional prompting, against the same seeds without the method.
 
 Fixed seeds make this deterministic; the floors sit under the figures measured on the bundled model with
-`python bench/regions.py` (README, Benchmarks). Measured, 8 scenes, seed 0, defaults (δ = 1, binding 2/20):
+`python bench/regions.py --threads 1` (README, Benchmarks). Measured, 8 scenes, seed 0, defaults (δ = 1,
+binding 2/20):
 
 - three objects (top left, top right, bottom; each region prompt names colour, pattern and shape): objects
-  in their region with all attributes 11/24 with RAG, 8/24 with the scene said in one global prompt; whole
-  images 1/8 vs 0/8. This is the gate below: a gain that only the regions can give.
-- two objects (left, right): 3/16 vs 12/16 objects. The bundled model reads a region prompt without a
-  position as "anywhere" and draws the object above or below its box; the README says so.
-- repaint (the right object of a two-object scene to a new object): 2/8 vs 4/8 for regenerating the scene
-  with the new object said in the global prompt.
+  in their region with all attributes 11/24 with RAG, 8/24 with the scene said in one global prompt (the
+  global prompt swaps attributes between objects); whole images 1/8 vs 0/8. Gated below.
+- repaint (the right object of a two-object scene to a new object, the region prompt a toyworld caption of
+  the region): the region shows the new object in 7/8, against 4/8 for regenerating the scene with the new
+  object in the global prompt. Gated below.
+- two objects: 3/16 vs 12/16 objects. The bundled model reads a region prompt without a position as
+  "anywhere" and draws the object above or below its box; not gated.
 
-The issue's 85 % gates are not met on this model: it draws a single object with all three attributes in
-9/12 prompts alone (star and patterned triangle fail), which bounds any multi-object rate.
+The issue's 85 % binding gates are not met on this model: it draws a single object with all three
+attributes in 9/12 prompts alone, which bounds any multi-object rate (README, Benchmarks).
 """
 
 from __future__ import annotations
