@@ -112,3 +112,30 @@ def test_repainting_needs_ddim_and_a_generator(backbones):
         repaint(backbones["sd15"], image, Region("a", box=(0, 0, 1, 1)), sampler="euler", generator=torch.Generator())
     with pytest.raises(ValueError, match="Generator"):
         repaint(backbones["sd15"], image, Region("a", box=(0, 0, 1, 1)))
+
+
+def test_hard_binding_pastes_each_regions_latents_on_its_cells_later_regions_winning_overlaps():
+    from dataclasses import replace
+
+    from pipelines.hard_binding import HardBinding
+
+    first, second = place([Region("a", box=(0, 0, 0.75, 0.5)), Region("b", mask=torch.eye(8))], (8, 8))
+    runs = [
+        [torch.full((1, 4, r.bottom - r.top, r.right - r.left), float(k + 1))] for k, r in enumerate((first, second))
+    ]
+    end = _end(torch.zeros(1, 4, 8, 8))
+    out = HardBinding([first, second], runs)(end)
+    want = torch.zeros(8, 8)
+    want[0:4, 0:6] = 1
+    want[torch.eye(8) > 0] = 2
+    assert torch.equal(out[0, 0], want) and torch.equal(out[0, 3], want)
+    assert HardBinding([first, second], runs)(replace(end, index=1)) is None  # past the bound steps
+
+
+def _end(latents):
+    from attention_processors import BatchLayout
+    from pipelines.batch_plan import BatchPlan
+    from pipelines.hooks import StepEnd
+
+    plan = BatchPlan.of(BatchLayout.without_cfg(["target"]))
+    return StepEnd("denoise", 0, 2, 999, (999, 1), latents, latents, latents, latents, plan, None)
