@@ -66,3 +66,17 @@ class FreeCustomSettings:
 
 
 FREECUSTOM = FreeCustomSettings()
+
+
+@dataclass(frozen=True)
+class RegionalSettings:
+    """RAG's soft refinement (regional cross-attention) with its default, stated once (control, pipeline, studio)."""
+
+    # The official code's SR_delta = 1.0: inside a region its own prompt answers the queries alone; the README
+    # suggests 0.25-1.0 when regions should blend more with the global prompt.
+    delta: Annotated[
+        float, Interval(ge=0.0, le=1.0), doc("Soft refinement: weight of each region's own prompt inside it.")
+    ] = 1.0
+
+
+REGIONAL = RegionalSettings()

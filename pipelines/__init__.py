@@ -1,4 +1,4 @@
-"""Thin task pipelines over diffusers components: generate, img2img, invert, reconstruct.
+"""Thin task pipelines over diffusers components: generate, img2img, invert, reconstruct, regional, repaint.
 
 Every pipeline takes a `Backbone` (SD1.x/2.x or SDXL), draws all noise from the `torch.Generator`s it is
 given, runs the UNet through the studio's attention processors with the caller's controls, reports a
@@ -32,6 +32,9 @@ _EXPORTS = {
     "GenerationOutput": "pipelines.outputs",
     "Inversion": "pipelines.outputs",
     "reconstruct": "pipelines.reconstruct",
+    "regional": "pipelines.regional",
+    "Region": "pipelines.regions",
+    "repaint": "pipelines.repaint",
     "TeacherForcing": "pipelines.teacher",
     "extract_loras": "pipelines.prompt_syntax",
     "parse_prompt": "pipelines.prompt_syntax",

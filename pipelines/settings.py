@@ -88,3 +88,17 @@ class VisCtrlPass:
 
 FIRST_PASS = VisCtrlPass(10, 6.0, VISCTRL.start)  # official: 10 DDIM steps, CFG 6, control from step 2
 LATER_PASS = VisCtrlPass(5, 4.0, VISCTRL.start)  # official: 5 DDIM steps, CFG 4, control from step 1
+
+
+@dataclass(frozen=True)
+class RegionalRunSettings:
+    """RAG hard binding's default, stated once (the regional and repaint pipelines and their tasks read it)."""
+
+    # The official code binds for HB_replace = 2 of FLUX's 20 steps: the layout forms in the first tenth of the
+    # schedule, and longer binding shows seams (its README); the same share of a UNet schedule.
+    binding: Annotated[
+        float, Interval(ge=0.0, le=1.0), doc("Hard binding: share of the first steps each region runs alone.")
+    ] = 2 / 20
+
+
+REGIONAL_RUN = RegionalRunSettings()

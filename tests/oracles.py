@@ -85,3 +85,28 @@ def gradual_sampling_full(attn, x: Tensor, reference: int, views: list[int], alp
         v_prev = torch.cat([v[r] for r in views[:pos]], dim=1)
         rows[b] = (1 - alpha) * ref + alpha * softmax_attention(q[b], k_prev, v_prev)
     return project_out(attn, rows)
+
+
+def regional_cross_attention(
+    attn, x: Tensor, context: Tensor, regions: list[tuple[Tensor, Tensor]], rows: list[int], delta: float
+) -> Tensor:
+    """RAG soft refinement: on `rows`, out(q) = (1 − δ[c>0])·attn(q, global) + δ Σ_r m_r(q)/c(q)·attn(q, region r).
+
+    `regions` are (region text [L, C], token mask [Lq] at this site); c(q) = Σ_r m_r(q). Other rows: global only.
+    """
+    q = heads(attn.to_q(x), attn.heads)
+    k, v = heads(attn.to_k(context), attn.heads), heads(attn.to_v(context), attn.heads)
+    out = []
+    for b in range(x.shape[0]):
+        plain = softmax_attention(q[b], k[b], v[b])  # [H, Lq, D]
+        if b not in rows or not regions:
+            out.append(plain)
+            continue
+        count = sum(m for _, m in regions)  # [Lq]
+        mixed = plain * (1 - delta * (count > 0).float())[None, :, None]
+        for text, mask in regions:
+            kr, vr = heads(attn.to_k(text[None]), attn.heads)[0], heads(attn.to_v(text[None]), attn.heads)[0]
+            weight = torch.where(count > 0, delta * mask / count.clamp(min=1), 0.0)
+            mixed = mixed + softmax_attention(q[b], kr, vr) * weight[None, :, None]
+        out.append(mixed)
+    return project_out(attn, out)

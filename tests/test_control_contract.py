@@ -37,6 +37,7 @@ from attention_processors import BatchLayout, Control, Row, SiteFilter, StepWind
 from attention_processors.attention_maps import CrossAttentionMaps
 from attention_processors.ip_adapter import IPAdapter
 from attention_processors.multi_reference import MultiReferenceSelfAttention
+from attention_processors.regional import RegionalCrossAttention, TextRegion
 from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
 from attention_processors.visctrl import FeatureGradualSampling, visctrl_control
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
@@ -103,6 +104,17 @@ MRSA_BOTH_HALVES_LAYOUT = BatchLayout.with_cfg(["target", "target", "reference",
 REFERENCE_MASKS = [blob(0, 0, 6, 8), blob(5, 8, 7, 8)]
 # Rows: uncond [reference, view 0, view 1, view 2], cond [the same].
 VIEWS_LAYOUT = BatchLayout.with_cfg(["reference", "target", "target", "target"])
+
+
+REGIONAL_TOYWORLD = "test_regional_toyworld.py::test_regional_binding_places_every_object_with_all_its_attributes"
+
+
+def text_regions(family: str) -> list[TextRegion]:
+    """Two overlapping regions and one small one, each with random prompt embeddings of the family's width."""
+    g = torch.Generator().manual_seed(7)
+    dim = {"sd15": 32, "sdxl": 64}[family]  # the tiny UNets' cross_attention_dim
+    masks = [blob(0, 0, 8, 10), blob(4, 6, 8, 10), blob(10, 14, 1, 1)]
+    return [TextRegion(torch.randn(77, dim, generator=g), m) for m in masks]
 
 
 def cond_rows(layout: BatchLayout) -> dict[int, list[int]]:
@@ -208,6 +220,22 @@ ENTRIES: tuple[Entry, ...] = (
         behaviour_test=None,
         no_behaviour_test_because="the toyworld IP-Adapter is not trained yet; tests/test_ip_adapter.py holds "
         "the control to diffusers' own IP-Adapter",
+    ),
+)
+
+ENTRIES += (
+    Entry(
+        name="regional",
+        build=lambda s: RegionalCrossAttention(text_regions(s.family), delta=0.7),
+        switched_off=(
+            lambda s: RegionalCrossAttention([]),
+            lambda s: RegionalCrossAttention(text_regions(s.family), delta=0.0),
+            lambda s: RegionalCrossAttention(text_regions(s.family), steps=NEVER),
+            lambda s: RegionalCrossAttention(text_regions(s.family), sites=NOWHERE),
+        ),
+        layout=BatchLayout.with_cfg(["target", "target"]),
+        items=((0, 2), (1, 3)),
+        behaviour_test=REGIONAL_TOYWORLD,
     ),
 )
 

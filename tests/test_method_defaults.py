@@ -14,12 +14,15 @@ import typer
 
 from attention_processors.multi_reference import MultiReferenceSelfAttention
 from attention_processors.mutual_self_attention import MutualSelfAttention
+from attention_processors.regional import RegionalCrossAttention
 from attention_processors.selection import decoder_self_attention
 from attention_processors.visctrl import FeatureGradualSampling, visctrl_control
 from pipelines.customize import freecustom
 from pipelines.generate import generate
 from pipelines.mutual import mutual_edit
 from pipelines.reconstruct import reconstruct
+from pipelines.regional import regional
+from pipelines.repaint import repaint
 from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
 from studio.cli import app
 
@@ -92,6 +95,14 @@ SETTINGS = {
     "generate steps": ("generate", "steps", pipeline_default(generate, "num_inference_steps"), None),
     "generate guidance": ("generate", "guidance", pipeline_default(generate, "guidance_scale"), None),
     "invert guidance": ("invert", "guidance", pipeline_default(reconstruct, "guidance_scale"), None),
+    "RAG delta": ("regions", "delta", pipeline_default(regional, "delta"), field_default(RegionalCrossAttention, "delta")),
+    "RAG binding": ("regions", "binding", pipeline_default(regional, "binding"), None),
+    "RAG steps": ("regions", "steps", pipeline_default(regional, "num_inference_steps"), None),
+    "RAG guidance": ("regions", "guidance", pipeline_default(regional, "guidance_scale"), None),
+    "repaint delta": ("repaint", "delta", pipeline_default(repaint, "delta"), None),
+    "repaint binding": ("repaint", "binding", pipeline_default(repaint, "binding"), None),
+    "repaint steps": ("repaint", "steps", pipeline_default(repaint, "num_inference_steps"), None),
+    "repaint guidance": ("repaint", "guidance", pipeline_default(repaint, "guidance_scale"), None),
 }
 
 
