@@ -20,6 +20,8 @@ from pipelines.customize import freecustom
 from pipelines.generate import generate
 from pipelines.mutual import mutual_edit
 from pipelines.reconstruct import reconstruct
+from pipelines.uniform_edit import uniform_edit
+from pipelines.uniform_mixing import UniformMapMixing
 from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
 from studio.cli import app
 
@@ -92,6 +94,22 @@ SETTINGS = {
     "generate steps": ("generate", "steps", pipeline_default(generate, "num_inference_steps"), None),
     "generate guidance": ("generate", "guidance", pipeline_default(generate, "guidance_scale"), None),
     "invert guidance": ("invert", "guidance", pipeline_default(reconstruct, "guidance_scale"), None),
+    "invert uniform": ("invert", "uniform", pipeline_default(reconstruct, "uniform"), None),
+    "mutual inversion": ("mutual", "inversion", pipeline_default(mutual_edit, "inversion"), None),
+    "VisCtrl inversion": ("visctrl", "inversion", pipeline_default(visctrl, "inversion"), None),
+    "UAM inversion": ("edit", "inversion", pipeline_default(uniform_edit, "inversion"), None),
+    "UAM start": ("edit", "start", pipeline_default(uniform_edit, "start"), MutualSelfAttention().steps.start),
+    "UAM levels": ("edit", "levels", pipeline_default(uniform_edit, "levels"), None),
+    "UAM steps": ("edit", "steps", pipeline_default(uniform_edit, "num_inference_steps"), None),
+    "UAM guidance": ("edit", "guidance", pipeline_default(uniform_edit, "guidance_scale"), None),
+    "UAM quantile": (
+        "edit",
+        "quantile",
+        pipeline_default(uniform_edit, "quantile"),
+        field_default(UniformMapMixing, "quantile"),
+    ),
+    "UAM cutoff": ("edit", "cutoff", pipeline_default(uniform_edit, "cutoff"), field_default(UniformMapMixing, "cutoff")),
+    "UAM dilate": ("edit", "dilate", pipeline_default(uniform_edit, "dilate"), field_default(UniformMapMixing, "dilate")),
 }
 
 

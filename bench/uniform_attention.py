@@ -1,0 +1,90 @@
+"""Uniform Attention Maps (UAM) on toyworld: time against plain DDIM inversion and mutual editing, measured
+side by side, then the reconstruction table and the editing table (toyworld/uniform_eval.py).
+
+Run: python bench/uniform_attention.py [--quick] [--model DIR] [--threads N] [--device cpu|cuda]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+
+
+def timed(function, repeats: int) -> float:
+    """Median wall time of `repeats` calls after one warm-up call (seconds)."""
+    import torch
+
+    function()
+    times = []
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true", help="fewer cases and steps")
+    parser.add_argument("--model", default=None, help="toyworld model folder (default: the bundled one)")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--no-quality", action="store_true", help="timing only")
+    args = parser.parse_args()
+    import torch
+    from PIL import Image
+
+    from pipelines import invert, reconstruct
+    from pipelines.backbone import Backbone
+    from pipelines.mutual import mutual_edit
+    from pipelines.uniform_edit import uniform_edit
+    from toyworld import load_toyworld_pipeline
+    from toyworld.uniform_eval import editing, edit_cases, reconstruction
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    torch.set_grad_enabled(False)
+    backbone = Backbone.from_pipeline(load_toyworld_pipeline(args.model).to(args.device))
+    start = time.time()
+    steps, repeats = (10, 2) if args.quick else (25, 3)
+    case = edit_cases(1)[0]
+    image, prompt = case.image, case.target_prompt
+
+    def round_trip(uniform: bool):
+        inverted = invert(backbone, image, "", num_inference_steps=steps, uniform=uniform)
+        return reconstruct(backbone, inverted, "", uniform=uniform)
+
+    schedule = {"num_inference_steps": steps, "guidance_scale": 2.0}
+    rows = [
+        ("DDIM invert+reconstruct", timed(lambda: round_trip(False), repeats)),
+        ("UAM invert+reconstruct", timed(lambda: round_trip(True), repeats)),
+        ("mutual edit (real image)", timed(lambda: mutual_edit(backbone, prompt, source_image=image, **schedule),
+                                           repeats)),
+        ("edit --inversion ddim", timed(lambda: uniform_edit(backbone, image, prompt, inversion="ddim", **schedule),
+                                        repeats)),
+        ("edit (UAM)", timed(lambda: uniform_edit(backbone, image, prompt, **schedule), repeats)),
+    ]  # fmt: skip
+    print(f"time on {args.device}, toyworld 64 px, {steps} DDIM steps (median of {repeats}):")
+    for i, (name, seconds) in enumerate(rows):
+        baseline = rows[0][1] if i < 2 else rows[2][1]  # DDIM's round trip; the studio's mutual edit
+        print(f"  {name:<26} {seconds * 1000:8.1f} ms   {seconds / baseline:5.2f}x")
+    if not args.no_quality:
+        seeds = 4 if args.quick else 12
+        print("reconstruction PSNR against the render (mean; vae = the VAE round trip alone, the ceiling):")
+        for s in (5, 10, 25) if not args.quick else (10,):
+            print("  " + reconstruction(backbone, seeds=seeds, steps=s).line(f"{s} steps"))
+        kept, done = editing(backbone, cases=3 if args.quick else 6, steps=25)
+        print("editing, CFG 2, 25 steps: PSNR outside the edited object, and share of edits that took the colour:")
+        print("  " + kept.line("kept (dB)"))
+        print("  " + done.line("edited", unit=""))
+    print(f"({time.time() - start:.0f} s) command: python bench/uniform_attention.py {' '.join(sys.argv[1:])}")
+
+
+if __name__ == "__main__":
+    main()
