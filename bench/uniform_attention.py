@@ -45,7 +45,7 @@ def main() -> None:
     from pipelines.mutual import mutual_edit
     from pipelines.uniform_edit import uniform_edit
     from toyworld import load_toyworld_pipeline
-    from toyworld.uniform_eval import editing, edit_cases, reconstruction
+    from toyworld.uniform_eval import editing, edit_cases, reconstruction, uniform_effect
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -79,6 +79,9 @@ def main() -> None:
         print("reconstruction PSNR against the render (mean; vae = the VAE round trip alone, the ceiling):")
         for s in (5, 10, 25) if not args.quick else (10,):
             print("  " + reconstruction(backbone, seeds=seeds, steps=s).line(f"{s} steps"))
+        effect = uniform_effect(backbone, seeds=seeds)
+        print("relative change of the UNet's prediction under uniform maps (why the reconstruction gain is small):")
+        print("  " + effect.line("||eps - eps_uni||/||eps||", unit=""))
         kept, done = editing(backbone, cases=3 if args.quick else 6, steps=25)
         print("editing, CFG 2, 25 steps: PSNR outside the edited object, and share of edits that took the colour:")
         print("  " + kept.line("kept (dB)"))

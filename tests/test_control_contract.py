@@ -89,7 +89,10 @@ MUTUAL_TOYWORLD = (
     "test_appearance_toyworld.py::"
     "test_mutual_self_attention_keeps_the_sources_unsaid_pattern_at_the_target_prompts_position"
 )
-UNIFORM_TOYWORLD = "test_uniform_attention.py::test_uniform_inversion_reconstructs_toyworld_better_than_ddim"
+UNIFORM_TOYWORLD = (
+    "test_uniform_toyworld.py::"
+    "test_uniform_inversion_reconstructs_toyworld_as_well_as_ddim_and_far_better_than_the_text_branch"
+)
 VISCTRL_TOYWORLD = (
     "test_appearance_toyworld.py::test_visctrl_moves_the_references_colour_onto_the_target_object_with_view_iteration"
 )

@@ -1,7 +1,7 @@
 """Uniform Attention Maps (arXiv 2411.19652): the uniform cross-attention control against the paper's
 explicit 1/L map, the x̂0 mixing hook against a naive reimplementation of its formulas and diffusers' own
-DDIM step, the inversion option and the editing pipeline on the tiny SD1.5/SDXL models, and the toyworld
-gates (slow).
+DDIM step, and the inversion option and the editing pipeline on the tiny SD1.5/SDXL models. The toyworld
+gates are in tests/test_uniform_toyworld.py, the CLI in tests/test_uniform_cli.py.
 
 The control's shared properties (switched off equals stock, batch equals single, restore, fused equals
 einsum) are in tests/test_control_contract.py.

@@ -79,6 +79,39 @@ def reconstruction(backbone, seeds: int = 8, steps: int = 10, guidance: float = 
     return Table({k: v / seeds for k, v in sums.items()}, seeds)
 
 
+def uniform_effect(backbone, seeds: int = 6, timesteps: tuple[int, ...] = (100, 500, 900)) -> Table:
+    """How much uniform maps change the UNet's prediction: mean ||eps - eps_uniform|| / ||eps|| on noised renders,
+    for the empty prompt (what plain DDIM inversion uses) and for the caption.
+
+    Why: UAM can only reconstruct better where text attention that depends on position perturbs inversion;
+    a small change with the empty prompt bounds what it can gain over plain DDIM inversion."""
+    import torch
+
+    from attention_processors import BatchLayout, attention_control
+    from attention_processors.uniform_attention import UniformCrossAttention
+
+    sums = {"empty": 0.0, "caption": 0.0}
+    layout = BatchLayout.without_cfg(["source"])
+    scheduler = backbone.ddim_scheduler()
+    for seed in range(seeds):
+        scene = render_seed(seed)
+        image = Image.fromarray(scene.image)
+        clean = backbone.encode_images(backbone.preprocess([image], image.height, image.width))  # (1, C, h, w)
+        noise = torch.randn(clean.shape, generator=torch.Generator().manual_seed(seed)).to(clean)
+        for name, prompt in (("empty", ""), ("caption", caption(scene.spec))):
+            text = backbone.encode_prompts([prompt], cfg=False).cond
+            for t in timesteps:
+                noisy = scheduler.add_noise(clean, noise, torch.tensor([t]))  # (1, C, h, w)
+                predictions = []
+                for controls in ([], [UniformCrossAttention()]):
+                    with attention_control(backbone.unet, controls) as state:
+                        state.update(index=0, total=1, timestep=t, layout=layout, latent_size=tuple(clean.shape[-2:]))
+                        predictions.append(backbone.unet(noisy, t, encoder_hidden_states=text).sample)
+                change = (predictions[0] - predictions[1]).norm() / predictions[0].norm()
+                sums[name] += float(change) / (seeds * len(timesteps))
+    return Table(sums, seeds * len(timesteps))
+
+
 @dataclass(frozen=True)
 class EditCase:
     image: Image.Image
