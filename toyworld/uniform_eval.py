@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 
 from .captions import caption
@@ -56,6 +57,7 @@ class Table:
         return f"{name:<22} {cells}   ({self.cases} cases)"
 
 
+@torch.no_grad()
 def reconstruction(backbone, seeds: int = 8, steps: int = 10, guidance: float = 7.5) -> Table:
     """Mean PSNR (dB) of each RECONSTRUCTIONS variant over renders of seeds 0..seeds-1, DDIM `steps`."""
     from pipelines import invert, reconstruct
@@ -79,14 +81,13 @@ def reconstruction(backbone, seeds: int = 8, steps: int = 10, guidance: float = 
     return Table({k: v / seeds for k, v in sums.items()}, seeds)
 
 
+@torch.no_grad()
 def uniform_effect(backbone, seeds: int = 6, timesteps: tuple[int, ...] = (100, 500, 900)) -> Table:
     """How much uniform maps change the UNet's prediction: mean ||eps - eps_uniform|| / ||eps|| on noised renders,
     for the empty prompt (what plain DDIM inversion uses) and for the caption.
 
     Why: UAM can only reconstruct better where text attention that depends on position perturbs inversion;
     a small change with the empty prompt bounds what it can gain over plain DDIM inversion."""
-    import torch
-
     from attention_processors import BatchLayout, attention_control
     from attention_processors.uniform_attention import UniformCrossAttention
 
@@ -138,6 +139,7 @@ def _took_colour(image: Image.Image, region: np.ndarray, colour: str) -> bool:
     return any(d.color == colour and (d.mask & region).sum() >= 0.5 * d.mask.sum() for d in detect(image).objects)
 
 
+@torch.no_grad()
 def editing(backbone, cases: int = 4, steps: int = 25, guidance: float = 2.0) -> tuple[Table, Table]:
     """(mean PSNR outside the edited object, share of edits whose object took the new colour) per EDITS variant.
 
