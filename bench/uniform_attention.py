@@ -12,21 +12,23 @@ import sys
 import time
 
 
-def timed(function, repeats: int) -> float:
-    """Median wall time of `repeats` calls after one warm-up call (seconds)."""
+def interleaved(functions: dict[str, object], repeats: int) -> dict[str, float]:
+    """Median wall time (seconds) of each function over `repeats` rounds that call every function once, in turn,
+    after one warm-up round: on a shared machine, load changes hit every variant alike."""
     import torch
 
-    function()
-    times = []
-    for _ in range(repeats):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    times: dict[str, list[float]] = {name: [] for name in functions}
+    for round_ in range(repeats + 1):
+        for name, function in functions.items():
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            function()
+            if torch.cuda.is_available():
+                torch.cuda.synchronize()
+            if round_:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(t) for name, t in times.items()}
 
 
 def main() -> None:
@@ -36,13 +38,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--no-quality", action="store_true", help="timing only")
+    parser.add_argument("--no-timing", action="store_true", help="the tables only")
+    parser.add_argument("--recon-steps", default="5,10,25", help="DDIM step counts of the reconstruction table")
+    parser.add_argument("--seeds", type=int, default=12, help="renders in the reconstruction table")
     args = parser.parse_args()
     import torch
-    from PIL import Image
 
-    from pipelines import invert, reconstruct
     from pipelines.backbone import Backbone
+    from pipelines.invert import invert
     from pipelines.mutual import mutual_edit
+    from pipelines.reconstruct import reconstruct
     from pipelines.uniform_edit import uniform_edit
     from toyworld import load_toyworld_pipeline
     from toyworld.uniform_eval import editing, edit_cases, reconstruction, uniform_effect
@@ -61,23 +66,25 @@ def main() -> None:
         return reconstruct(backbone, inverted, "", uniform=uniform)
 
     schedule = {"num_inference_steps": steps, "guidance_scale": 2.0}
-    rows = [
-        ("DDIM invert+reconstruct", timed(lambda: round_trip(False), repeats)),
-        ("UAM invert+reconstruct", timed(lambda: round_trip(True), repeats)),
-        ("mutual edit (real image)", timed(lambda: mutual_edit(backbone, prompt, source_image=image, **schedule),
-                                           repeats)),
-        ("edit --inversion ddim", timed(lambda: uniform_edit(backbone, image, prompt, inversion="ddim", **schedule),
-                                        repeats)),
-        ("edit (UAM)", timed(lambda: uniform_edit(backbone, image, prompt, **schedule), repeats)),
-    ]  # fmt: skip
-    print(f"time on {args.device}, toyworld 64 px, {steps} DDIM steps (median of {repeats}):")
-    for i, (name, seconds) in enumerate(rows):
-        baseline = rows[0][1] if i < 2 else rows[2][1]  # DDIM's round trip; the studio's mutual edit
-        print(f"  {name:<26} {seconds * 1000:8.1f} ms   {seconds / baseline:5.2f}x")
+    seconds = {} if args.no_timing else interleaved(
+        {
+            "DDIM invert+reconstruct": lambda: round_trip(False),
+            "UAM invert+reconstruct": lambda: round_trip(True),
+            "mutual edit (real image)": lambda: mutual_edit(backbone, prompt, source_image=image, **schedule),
+            "edit --inversion ddim": lambda: uniform_edit(backbone, image, prompt, inversion="ddim", **schedule),
+            "edit (UAM)": lambda: uniform_edit(backbone, image, prompt, **schedule),
+        },
+        repeats,
+    )
+    if seconds:
+        print(f"time on {args.device}, toyworld 64 px, {steps} DDIM steps, CFG 2 (median of {repeats} interleaved):")
+    for i, (name, value) in enumerate(seconds.items()):
+        baseline = list(seconds.values())[0 if i < 2 else 2]  # DDIM's round trip; the studio's mutual edit
+        print(f"  {name:<26} {value * 1000:8.1f} ms   {value / baseline:5.2f}x")
     if not args.no_quality:
-        seeds = 4 if args.quick else 12
+        seeds = 4 if args.quick else args.seeds
         print("reconstruction PSNR against the render (mean; vae = the VAE round trip alone, the ceiling):")
-        for s in (5, 10, 25) if not args.quick else (10,):
+        for s in (10,) if args.quick else [int(x) for x in args.recon_steps.split(",")]:
             print("  " + reconstruction(backbone, seeds=seeds, steps=s).line(f"{s} steps"))
         effect = uniform_effect(backbone, seeds=seeds)
         print("relative change of the UNet's prediction under uniform maps (why the reconstruction gain is small):")

@@ -101,14 +101,15 @@ def uniform_edit(
     targets = _per_item(target_prompt, count, "target prompt")
     sources = _per_item(source_prompt, count, "source prompt")
     uniform = inversion == "uniform"
-    mixing = UniformMapMixing((), backbone.prediction_type, quantile, cutoff, dilate)  # checks the settings early
+    triples = tuple((i, count + i, 2 * count + i) for i in range(count))  # (source, target, uniform) streams
+    mixing = UniformMapMixing(triples, backbone.prediction_type, quantile, cutoff, dilate)  # checks its settings
     size = {"height": height or images[0].height, "width": width or images[0].width}
     # 2. invert: plain DDIM for the edit, uniform maps for the auxiliary branch (both without CFG, as officially)
-    plain = invert(backbone, images, sources, num_inference_steps=num_inference_steps, cancel=cancel, **size)
+    inverting = {"num_inference_steps": num_inference_steps, "on_step": on_step, "cancel": cancel, **size}
+    plain = invert(backbone, images, sources, **inverting)
     starts = [plain.x_T, plain.x_T]  # source and target streams of every edit
     if uniform:
-        aux = invert(backbone, images, sources, num_inference_steps=num_inference_steps, uniform=True,
-                     cancel=cancel, **size)  # fmt: skip
+        aux = invert(backbone, images, sources, uniform=True, **inverting)
         starts.append(aux.x_T)
     # 3. encode and lay out: streams [sources..., targets..., uniforms...]
     cfg = guidance_scale > 1.0
@@ -121,12 +122,8 @@ def uniform_edit(
     embeds = backbone.encode_prompts(prompts, negatives_for(negative_prompt, len(prompts)), cfg=cfg)
     mutual = MutualSelfAttention(steps=StepWindow(start, 1.0), sites=sites or decoder_self_attention(levels))
     attention: list[Control] = [mutual]
-    hooks = []
     if uniform:
         attention.append(UniformCrossAttention(roles=("uniform",)))
-        triples = tuple((i, count + i, 2 * count + i) for i in range(count))
-        hooks.append(UniformMapMixing(triples, backbone.prediction_type, mixing.quantile, mixing.cutoff,
-                                      mixing.dilate))  # fmt: skip
     # 4. denoise
     scheduler = backbone.ddim_scheduler()
     scheduler.set_timesteps(num_inference_steps, device=backbone.device)
@@ -139,7 +136,7 @@ def uniform_edit(
         layout=layout,
         guidance_scale=guidance_scale,
         controls=[*attention, *controls],
-        on_step_end=hooks,
+        on_step_end=[mixing] if uniform else [],
         on_step=on_step,
         cancel=cancel,
     )  # (2N or 3N, C, h, w)

@@ -18,7 +18,8 @@ from PIL import Image
 from attention_processors import BatchLayout, StepState, StudioAttnProcessor
 from attention_processors.sites import Site
 from attention_processors.uniform_attention import UniformCrossAttention
-from pipelines import invert, reconstruct
+from pipelines.invert import invert
+from pipelines.reconstruct import reconstruct
 from pipelines.backbone import Backbone
 from pipelines.batch_plan import BatchPlan
 from pipelines.hooks import StepEnd
