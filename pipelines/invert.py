@@ -69,8 +69,8 @@ def invert(
         uniform: Uniform Attention Maps inversion (arXiv 2411.19652): every cross-attention output is the mean
             of the text values (`attention_processors.uniform_attention`), so no spatial text attention
             perturbs the trajectory. Reconstruct it with `reconstruct(..., uniform=True)`.
-        controls: attention controls, after the uniform one when `uniform`; the step state's branch is "invert" and its index counts up from the
-            clean end (step 0 goes from z_0 to z_1).
+        controls: attention controls, after the uniform one when `uniform`; the step state's branch is
+            "invert" and its index counts up from the clean end (step 0 goes from z_0 to z_1).
         on_step_end: step-end hooks (`pipelines.hooks`), branch "invert"; the trajectory records the
             latents they return.
         on_step: called after every step with z_{i+1} as the event's latents, branch "invert".

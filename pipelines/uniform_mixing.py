@@ -10,7 +10,7 @@ Per item and step (the official code's behaviour, by our reading):
   linearly from 0 at the first step to `quantile` at the last;
 - edit = |Δ − clamp(Δ, −λ, λ)| > λ, i.e. |Δ| > 2λ (the official threshold), per latent channel, grown by a
   (2r+1)² max-pool (the official dilation, r = 1); keep = 1 − edit;
-- x̂0_tgt ← x̂0_tgt·edit + x̂0_uni·keep and x̂0_src ← x̂0_src·keep + x̂0_uni·edit (the README's algorithm);
+- x̂0_tgt ← x̂0_tgt·edit + x̂0_uni·keep and x̂0_src ← x̂0_src·keep + x̂0_uni·edit (the official README's algorithm);
 - the two streams' latents are rebuilt with the deterministic DDIM update from the mixed x̂0 and the step's
   own noise prediction. The auxiliary stream is left as it stepped.
 """

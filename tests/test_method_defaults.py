@@ -108,8 +108,18 @@ SETTINGS = {
         pipeline_default(uniform_edit, "quantile"),
         field_default(UniformMapMixing, "quantile"),
     ),
-    "UAM cutoff": ("edit", "cutoff", pipeline_default(uniform_edit, "cutoff"), field_default(UniformMapMixing, "cutoff")),
-    "UAM dilate": ("edit", "dilate", pipeline_default(uniform_edit, "dilate"), field_default(UniformMapMixing, "dilate")),
+    "UAM cutoff": (
+        "edit",
+        "cutoff",
+        pipeline_default(uniform_edit, "cutoff"),
+        field_default(UniformMapMixing, "cutoff"),
+    ),
+    "UAM dilate": (
+        "edit",
+        "dilate",
+        pipeline_default(uniform_edit, "dilate"),
+        field_default(UniformMapMixing, "dilate"),
+    ),
 }
 
 

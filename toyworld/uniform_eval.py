@@ -33,8 +33,8 @@ EDITS = ("uniform", "ddim", "mutual")
 
 # (edited object: shape, colour, pattern, size, position), its new colour, another object or None, background
 EDIT_CASES = (
-    (("square", "red", "plain", "large", "on the left"), "blue", ("circle", "yellow", "striped", "", "at the top right"),
-     "gray"),
+    (("square", "red", "plain", "large", "on the left"), "blue",
+     ("circle", "yellow", "striped", "", "at the top right"), "gray"),
     (("circle", "green", "plain", "large", "in the center"), "pink", None, "white"),
     (("triangle", "yellow", "plain", "large", "at the bottom"), "purple", ("star", "cyan", "plain", "small",
      "at the top left"), "beige"),
