@@ -19,6 +19,7 @@ from attention_processors import BatchLayout, StepState, StudioAttnProcessor
 from attention_processors.sites import Site
 from attention_processors.uniform_attention import UniformCrossAttention
 from pipelines.invert import invert
+from pipelines.mutual import mutual_edit
 from pipelines.reconstruct import reconstruct
 from pipelines.backbone import Backbone
 from pipelines.batch_plan import BatchPlan
@@ -212,3 +213,7 @@ def test_uniform_edit_refuses_bad_input(sd15):
         uniform_edit(sd15, picture(0), ["a cube", "a star"])
     with pytest.raises(ValueError, match="quantile"):
         uniform_edit(sd15, picture(0), "a cube", quantile=2.0)
+    with pytest.raises(ValueError, match="uniform inversion needs a real source image"):
+        mutual_edit(sd15, "a cube", inversion="uniform", generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ValueError, match="unknown inversion mode 'x'"):
+        mutual_edit(sd15, "a cube", source_image=picture(0), inversion="x")
