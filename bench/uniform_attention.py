@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--no-timing", action="store_true", help="the tables only")
     parser.add_argument("--recon-steps", default="5,10,25", help="DDIM step counts of the reconstruction table")
     parser.add_argument("--seeds", type=int, default=12, help="renders in the reconstruction table")
+    parser.add_argument("--edit-guidance", default="2", help="CFG scales of the editing table")
     args = parser.parse_args()
     import torch
 
@@ -84,15 +85,16 @@ def main() -> None:
     if not args.no_quality:
         seeds = 4 if args.quick else args.seeds
         print("reconstruction PSNR against the render (mean; vae = the VAE round trip alone, the ceiling):")
-        for s in (10,) if args.quick else [int(x) for x in args.recon_steps.split(",")]:
+        for s in (10,) if args.quick else [int(x) for x in args.recon_steps.split(",") if x]:
             print("  " + reconstruction(backbone, seeds=seeds, steps=s).line(f"{s} steps"))
         effect = uniform_effect(backbone, seeds=seeds)
         print("relative change of the UNet's prediction under uniform maps (why the reconstruction gain is small):")
         print("  " + effect.line("||eps - eps_uni||/||eps||", unit=""))
-        kept, done = editing(backbone, cases=3 if args.quick else 6, steps=25)
-        print("editing, CFG 2, 25 steps: PSNR outside the edited object, and share of edits that took the colour:")
-        print("  " + kept.line("kept (dB)"))
-        print("  " + done.line("edited", unit=""))
+        for guidance in [float(x) for x in args.edit_guidance.split(",") if x]:
+            kept, done = editing(backbone, cases=3 if args.quick else 6, steps=25, guidance=guidance)
+            print(f"editing, CFG {guidance:g}, 25 steps: PSNR outside the edited object; share of edits done:")
+            print("  " + kept.line("kept (dB)"))
+            print("  " + done.line("edited", unit=""))
     print(f"({time.time() - start:.0f} s) command: python bench/uniform_attention.py {' '.join(sys.argv[1:])}")
 
 
