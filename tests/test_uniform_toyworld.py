@@ -3,7 +3,7 @@
 Floors sit under the figures measured on the bundled model (toyworld/uniform_eval.py; the README's UAM
 section and `python bench/uniform_attention.py` give the larger tables). Measured, so stated as such:
 on toyworld UAM inversion reconstructs as well as plain DDIM inversion, not better (4 renders, 5 steps:
-27.71 dB both; 12 renders at 5/10/25 steps: -0.06/+0.36/-0.16 dB), because the empty prompt's cross-attention
+27.71 dB both; 12 renders at 5/10/25 steps: -0.06/+0.36/-0.06 dB), because the empty prompt's cross-attention
 barely depends on position here (uniform maps move the UNet's prediction by ~5%, against ~11% with the
 caption), so the issue's +1 dB gate is not met; what UAM does beat by far is the text-conditioned
 reconstruction an edit's source branch runs (caption, CFG 7.5: 18.62 dB). UAM editing keeps the
