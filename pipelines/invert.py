@@ -5,8 +5,8 @@ DDIM, then denoising from x_T with the source row teacher-forced onto the stored
 arXiv 2304.08465; VisCtrl, arXiv 2406.06258). This returns that whole trajectory. As in their official codes,
 CFG during inversion is optional (`guidance_scale > 1`). Unlike them it reads the VAE scale from config
 (SDXL works), uses the model's prediction type (v-prediction SD2.x works), and runs the UNet through the
-studio's processors with the caller's controls, so an inversion-time control (e.g. uniform attention
-maps, acting on `state.branch == "invert"`) plugs in without a second code path.
+studio's processors with the caller's controls, so an inversion-time control plugs in without a second
+code path: uniform attention maps (`uniform=True`) is one.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control
+from attention_processors.uniform_attention import UniformCrossAttention
 from pipelines._denoise import denoise
 from pipelines._inputs import Generators, as_list, negatives_for
 from pipelines.backbone import Backbone
@@ -41,6 +42,7 @@ def invert(
     height: int | None = None,
     generator: Generators | None = None,
     sampler: str = DEFAULT_SAMPLER,
+    uniform: bool = False,
     controls: Sequence[Control] = (),
     on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
@@ -64,8 +66,11 @@ def invert(
             job's generator, and so that stochastic inversion options can be added without an API change.
         sampler: must be DDIM (any spelling); accepted so a job's sampler option reaches here and a
             non-DDIM one is refused with the reason rather than silently ignored.
-        controls: attention controls; the step state's branch is "invert" and its index counts up from the
-            clean end (step 0 goes from z_0 to z_1).
+        uniform: Uniform Attention Maps inversion (arXiv 2411.19652): every cross-attention output is the mean
+            of the text values (`attention_processors.uniform_attention`), so no spatial text attention
+            perturbs the trajectory. Reconstruct it with `reconstruct(..., uniform=True)`.
+        controls: attention controls, after the uniform one when `uniform`; the step state's branch is
+            "invert" and its index counts up from the clean end (step 0 goes from z_0 to z_1).
         on_step_end: step-end hooks (`pipelines.hooks`), branch "invert"; the trajectory records the
             latents they return.
         on_step: called after every step with z_{i+1} as the event's latents, branch "invert".
@@ -127,7 +132,7 @@ def invert(
         embeds=embeds,
         layout=layout,
         guidance_scale=guidance_scale,
-        controls=controls,
+        controls=[UniformCrossAttention(), *controls] if uniform else controls,
         step=InverseDDIMStep(backbone.prediction_type),
         branch="invert",
         on_step_end=[*on_step_end, LatentRecorder(trajectory)],

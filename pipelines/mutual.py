@@ -18,13 +18,14 @@ from torch import Tensor
 from attention_processors import BatchLayout, Control, SiteFilter, StepWindow
 from attention_processors.mutual_self_attention import MASACTRL, MaskPair, MutualSelfAttention
 from attention_processors.selection import decoder_self_attention
+from attention_processors.uniform_attention import UniformCrossAttention
 from pipelines._denoise import denoise
 from pipelines._inputs import Generators, as_list, draw_noise
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
 from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, require_ddim, step_for
-from pipelines.settings import MUTUAL, MutualSettings  # noqa: F401 - re-exported
+from pipelines.settings import MUTUAL, MutualSettings, check_inversion  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ def mutual_edit(
     guidance_scale: float = MUTUAL.guidance,
     sampler: str = DEFAULT_SAMPLER,
     inversion_guidance_scale: float = MUTUAL.inversion_guidance,
+    inversion: str = "ddim",
     width: int | None = None,
     height: int | None = None,
     generator: Generators | None = None,
@@ -67,12 +69,18 @@ def mutual_edit(
         sites: overrides `levels` with any site filter.
         sampler: any sampler for synthesis; a real source image needs DDIM (its row replays a DDIM inversion).
         inversion_guidance_scale: CFG during inversion of a real source (1: none, the usual choice).
+        inversion: "ddim", or "uniform": the real source is inverted with uniform cross-attention maps (UAM,
+            arXiv 2411.19652) and its teacher-forced row keeps them, so it replays the trajectory it was
+            inverted with; the targets' cross-attention stays the prompt's.
         generator: the shared initial noise for synthesis (unused for real images, which start at x_T).
     """
     # 1. validate
     targets = as_list(target_prompt, "target_prompt")
+    uniform = check_inversion(inversion) == "uniform"
     if source_image is not None:
         require_ddim(sampler, "mutual self-attention editing of a real image")
+    elif uniform:
+        raise ValueError("uniform inversion needs a real source image; a synthesised source is not inverted")
     step = step_for(sampler, generator)
     control = MutualSelfAttention(
         steps=StepWindow(start, 1.0), sites=sites or decoder_self_attention(levels), masks=masks
@@ -97,6 +105,7 @@ def mutual_edit(
             negative_prompt=negative_prompt,
             height=h,
             width=w,
+            uniform=uniform,
             cancel=cancel,
         )
         start_noise = inversion.x_T  # (1, C, h, w)
@@ -119,7 +128,7 @@ def mutual_edit(
         embeds=embeds,
         layout=layout,
         guidance_scale=guidance_scale,
-        controls=[control, *controls],
+        controls=[control, *([UniformCrossAttention(roles=("source",))] if uniform else []), *controls],
         step=step,
         teacher=teacher,
         on_step=on_step,

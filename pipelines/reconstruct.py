@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import torch
 
 from attention_processors import BatchLayout, Control
+from attention_processors.uniform_attention import UniformCrossAttention
 from pipelines._denoise import denoise
 from pipelines._inputs import as_list, negatives_for
 from pipelines.backbone import Backbone
@@ -32,6 +33,7 @@ def reconstruct(
     guidance_scale: float = RECONSTRUCT.guidance,
     teacher_forcing: bool = False,
     sampler: str = DEFAULT_SAMPLER,
+    uniform: bool = False,
     controls: Sequence[Control] = (),
     on_step_end: Sequence[StepEndHook] = (),
     on_step: StepCallback | None = None,
@@ -46,6 +48,8 @@ def reconstruct(
             the inverted latents z_0 exactly (the rows still run through the UNet and the controls). The
             forcing is the first step-end hook (`pipelines.teacher.TeacherForcing`); `on_step_end` run after it.
         sampler: must be DDIM: the inversion's levels are DDIM's, and teacher forcing replays them.
+        uniform: every cross-attention output is the mean of the text values, as in a uniform inversion
+            (`invert(..., uniform=True)`); the caller's controls act after it.
         Other arguments: as `pipelines.generate.generate`; the batch rows have role "source".
     """
     # 1. validate
@@ -79,7 +83,7 @@ def reconstruct(
         embeds=embeds,
         layout=layout,
         guidance_scale=guidance_scale,
-        controls=controls,
+        controls=[UniformCrossAttention(), *controls] if uniform else controls,
         on_step_end=on_step_end,
         teacher=teacher,
         on_step=on_step,

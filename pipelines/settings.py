@@ -102,3 +102,36 @@ class RegionalRunSettings:
 
 
 REGIONAL_RUN = RegionalRunSettings()
+
+INVERSIONS = ("ddim", "uniform")  # how a real image is inverted: plain DDIM, or with uniform cross-attention maps
+
+
+def check_inversion(mode: str) -> str:
+    """`mode` if it names an inversion, else a one-line ValueError that lists them."""
+    if mode not in INVERSIONS:
+        raise ValueError(f"unknown inversion mode {mode!r}; expected one of {', '.join(INVERSIONS)}")
+    return mode
+
+
+@dataclass(frozen=True)
+class UniformEditSettings:
+    """Uniform Attention Maps editing's defaults (official README run of arXiv 2411.19652), stated once.
+
+    The MasaCtrl control's own (step 4 of 50, decoder blocks 10-15) are `MASACTRL`.
+    """
+
+    steps: Annotated[int, Interval(ge=1, le=1000), doc("DDIM steps.")] = 50  # the paper's 50 DDIM steps
+    guidance: Annotated[float, Interval(ge=0.0, le=100.0), doc("CFG scale.")] = 7.5  # the paper's CFG 7.5
+    # The official run (README: --quantile_list 0.5): the threshold's quantile rises linearly from 0 to this.
+    quantile: Annotated[
+        float, Interval(ge=0.0, le=1.0), doc("Final quantile of |x0_src - x0_tgt| that marks the edit.")
+    ] = 0.5
+    # The official run (README: --recon_t_list 200): the mask mixes x0 only at timesteps below this (of 1000).
+    cutoff: Annotated[
+        int, Interval(ge=0, le=1000), doc("Mix x0 with the uniform branch at timesteps below this.")
+    ] = 200
+    # The official dilate_mask=1: a 3x3 max-pool grows the edited area by one latent pixel.
+    dilate: Annotated[int, Interval(ge=0, le=8), doc("Dilation radius of the edit mask, latent pixels.")] = 1
+
+
+UNIFORM_EDIT = UniformEditSettings()

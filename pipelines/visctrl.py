@@ -24,6 +24,7 @@ import torch
 from torch import Tensor
 
 from attention_processors import BatchLayout, Control, StepWindow
+from attention_processors.uniform_attention import UniformCrossAttention
 from attention_processors.visctrl import VISCTRL, FeatureGradualSampling
 from pipelines._denoise import denoise
 from pipelines.backbone import Backbone
@@ -32,6 +33,7 @@ from pipelines.events import CancelToken, StepCallback
 from pipelines.invert import invert
 from pipelines.outputs import Inversion
 from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
+from pipelines.settings import check_inversion
 from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings  # noqa: F401 - re-exported
 
 
@@ -59,6 +61,7 @@ def visctrl(
     margin: float = VISCTRL_RUN.margin,
     size: int | None = None,
     sampler: str = DEFAULT_SAMPLER,
+    inversion: str = "ddim",
     controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
@@ -73,9 +76,12 @@ def visctrl(
         crop: edit a square crop around each mask (official behaviour); False edits the whole square image.
         size: working resolution (default: the model's native size).
         sampler: must be DDIM: both images are DDIM-inverted and the reference row replays its trajectory.
+        inversion: "ddim", or "uniform": both images are inverted with uniform cross-attention maps (UAM,
+            arXiv 2411.19652) and the teacher-forced reference row keeps them, replaying its own inversion.
     """
     # 1. validate
     require_ddim(sampler, "VisCtrl")
+    uniform = check_inversion(inversion) == "uniform"
     if passes < 1:
         raise ValueError(f"passes must be >= 1, got {passes}")
     if not targets:
@@ -116,6 +122,7 @@ def visctrl(
                 reference_prompt,
                 num_inference_steps=schedule.num_inference_steps,
                 guidance_scale=schedule.guidance_scale,
+                uniform=uniform,
                 cancel=cancel,
             )
         ref_inv = reference_inversions[key]
@@ -125,6 +132,7 @@ def visctrl(
             target_prompt,
             num_inference_steps=schedule.num_inference_steps,
             guidance_scale=schedule.guidance_scale,
+            uniform=uniform,
             cancel=cancel,
         )
         control = FeatureGradualSampling(
@@ -141,7 +149,7 @@ def visctrl(
             embeds=embeds,
             layout=layout,
             guidance_scale=schedule.guidance_scale,
-            controls=[control, *controls],
+            controls=[control, *([UniformCrossAttention(roles=("reference",))] if uniform else []), *controls],
             teacher={0: ref_inv.stream(0)},
             on_step=on_step,
             cancel=cancel,

@@ -40,6 +40,7 @@ def invert_and_reconstruct(
     *,
     height: int,
     width: int,
+    uniform: bool = False,
     controls: Sequence[Control] = (),
     on_step: StepCallback | None = None,
     cancel: CancelToken | None = None,
@@ -47,6 +48,7 @@ def invert_and_reconstruct(
     """DDIM-invert `source` with the job's prompt and steps, reconstruct it free-running, and compare.
 
     `controls` act on the reconstruction (the inversion stays plain, so it measures the model itself).
+    `uniform` inverts and reconstructs with uniform cross-attention maps (UAM): both legs, as the method does.
     """
     from pipelines.invert import invert
     from pipelines.reconstruct import reconstruct
@@ -61,6 +63,7 @@ def invert_and_reconstruct(
         guidance_scale=job.guidance,
         negative_prompt=negative,
         sampler=job.sampler,
+        uniform=uniform,
         on_step=on_step,
         cancel=cancel,
     )
@@ -71,6 +74,7 @@ def invert_and_reconstruct(
         negative_prompt=negative,
         guidance_scale=job.guidance,
         sampler=job.sampler,
+        uniform=uniform,
         controls=controls,
         on_step=on_step,
         cancel=cancel,

@@ -110,3 +110,16 @@ def regional_cross_attention(
             mixed = mixed + softmax_attention(q[b], kr, vr) * weight[None, :, None]
         out.append(mixed)
     return project_out(attn, out)
+
+def uniform_cross_attention(attn, x: Tensor, text: Tensor, uniform_rows: set[int]) -> Tensor:
+    """UAM: rows in `uniform_rows` take the uniform map A = 1/L over the L text tokens (the paper's form,
+    an explicit ones(Lq, L)/L map times V); the other rows take ordinary cross-attention."""
+    q, k, v = heads(attn.to_q(x), attn.heads), heads(attn.to_k(text), attn.heads), heads(attn.to_v(text), attn.heads)
+    rows = []
+    for b in range(x.shape[0]):
+        if b in uniform_rows:
+            probs = torch.ones(q.shape[1], q.shape[2], k.shape[2], dtype=torch.float64) / k.shape[2]  # [H, Lq, L]
+            rows.append(torch.einsum("hqk,hkd->hqd", probs, v[b].double()).float())
+        else:
+            rows.append(softmax_attention(q[b], k[b], v[b]))
+    return project_out(attn, rows)

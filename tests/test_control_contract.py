@@ -39,6 +39,7 @@ from attention_processors.ip_adapter import IPAdapter
 from attention_processors.multi_reference import MultiReferenceSelfAttention
 from attention_processors.regional import RegionalCrossAttention, TextRegion
 from attention_processors.mutual_self_attention import MaskPair, MutualSelfAttention
+from attention_processors.uniform_attention import UniformCrossAttention
 from attention_processors.visctrl import FeatureGradualSampling, visctrl_control
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from tests.ip_adapter_files import random_image_branches
@@ -89,6 +90,10 @@ MUTUAL_TOYWORLD = (
     "test_appearance_toyworld.py::"
     "test_mutual_self_attention_keeps_the_sources_unsaid_pattern_at_the_target_prompts_position"
 )
+UNIFORM_TOYWORLD = (
+    "test_uniform_toyworld.py::"
+    "test_uniform_inversion_reconstructs_toyworld_as_well_as_ddim_and_far_better_than_the_text_branch"
+)
 VISCTRL_TOYWORLD = (
     "test_appearance_toyworld.py::test_visctrl_moves_the_references_colour_onto_the_target_object_with_view_iteration"
 )
@@ -97,6 +102,8 @@ VISCTRL_TOYWORLD = (
 MUTUAL_LAYOUT = BatchLayout.with_cfg(["source", "target", "target"])
 MUTUAL_ITEMS = ((0, 1, 3, 4), (0, 2, 3, 5))
 MASKS = MaskPair(source=blob(2, 3, 6, 7), target=blob(4, 6, 6, 8))
+# Rows: uncond [source, target], cond [source, target], cond [uniform 0, uniform 1] (UAM editing's batch).
+UNIFORM_LAYOUT = BatchLayout.with_cfg(["source", "target"]) + BatchLayout.without_cfg(["uniform", "uniform"])
 # Rows: uncond [t0, t1], cond [t0, t1], cond [reference 0, reference 1] (style fidelity 1: cond only).
 MRSA_LAYOUT = BatchLayout.with_cfg(["target", "target"]) + BatchLayout.without_cfg(["reference", "reference"])
 # Rows: uncond [t0, t1, r0, r1], cond [t0, t1, r0, r1] (style fidelity < 1: references in both halves).
@@ -148,6 +155,26 @@ ENTRIES: tuple[Entry, ...] = (
         behaviour_test=None,
         no_behaviour_test_because="no toyworld measure of the masked variant exists yet (the toyworld test "
         "runs the unmasked control)",
+    ),
+    Entry(
+        name="uniform_cross_attention",
+        build=lambda s: UniformCrossAttention(roles=("uniform",)),
+        switched_off=(
+            lambda s: UniformCrossAttention(roles=()),
+            lambda s: UniformCrossAttention(roles=("uniform",), steps=NEVER),
+            lambda s: UniformCrossAttention(roles=("uniform",), sites=NOWHERE),
+        ),
+        layout=UNIFORM_LAYOUT,
+        items=((0, 1, 2, 3), (4,), (5,)),
+        behaviour_test=UNIFORM_TOYWORLD,
+    ),
+    Entry(
+        name="uniform_cross_attention_every_row",
+        build=lambda s: UniformCrossAttention(),
+        switched_off=(lambda s: UniformCrossAttention(steps=NEVER),),
+        layout=BatchLayout.without_cfg(["source", "source"]),
+        items=((0,), (1,)),
+        behaviour_test=UNIFORM_TOYWORLD,
     ),
     Entry(
         name="freecustom_mrsa",

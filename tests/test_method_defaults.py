@@ -23,6 +23,8 @@ from pipelines.mutual import mutual_edit
 from pipelines.reconstruct import reconstruct
 from pipelines.regional import regional
 from pipelines.repaint import repaint
+from pipelines.uniform_edit import uniform_edit
+from pipelines.uniform_mixing import UniformMapMixing
 from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
 from studio.cli import app
 
@@ -103,6 +105,33 @@ SETTINGS = {
     "repaint binding": ("repaint", "binding", pipeline_default(repaint, "binding"), None),
     "repaint steps": ("repaint", "steps", pipeline_default(repaint, "num_inference_steps"), None),
     "repaint guidance": ("repaint", "guidance", pipeline_default(repaint, "guidance_scale"), None),
+
+    "invert uniform": ("invert", "uniform", pipeline_default(reconstruct, "uniform"), None),
+    "mutual inversion": ("mutual", "inversion", pipeline_default(mutual_edit, "inversion"), None),
+    "VisCtrl inversion": ("visctrl", "inversion", pipeline_default(visctrl, "inversion"), None),
+    "UAM inversion": ("edit", "inversion", pipeline_default(uniform_edit, "inversion"), None),
+    "UAM start": ("edit", "start", pipeline_default(uniform_edit, "start"), MutualSelfAttention().steps.start),
+    "UAM levels": ("edit", "levels", pipeline_default(uniform_edit, "levels"), None),
+    "UAM steps": ("edit", "steps", pipeline_default(uniform_edit, "num_inference_steps"), None),
+    "UAM guidance": ("edit", "guidance", pipeline_default(uniform_edit, "guidance_scale"), None),
+    "UAM quantile": (
+        "edit",
+        "quantile",
+        pipeline_default(uniform_edit, "quantile"),
+        field_default(UniformMapMixing, "quantile"),
+    ),
+    "UAM cutoff": (
+        "edit",
+        "cutoff",
+        pipeline_default(uniform_edit, "cutoff"),
+        field_default(UniformMapMixing, "cutoff"),
+    ),
+    "UAM dilate": (
+        "edit",
+        "dilate",
+        pipeline_default(uniform_edit, "dilate"),
+        field_default(UniformMapMixing, "dilate"),
+    ),
 }
 
 

@@ -82,6 +82,8 @@ def _value(spec: FieldSpec, values: Mapping[str, Any], write_mask: MaskWriter) -
         return bool(raw)
     if spec.kind in ("int", "float", "slider"):
         return _number(spec, raw)
+    if raw is None:  # a field the form did not send keeps its default (e.g. `--inversion`'s "ddim")
+        return spec.default
     return _text(raw)
 
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from pydantic import AfterValidator, Field
+
+from pipelines.settings import check_inversion
 from studio.errors import JobSpecError
 from studio.working_size import ModelShape, available_bytes, check_fits, estimate_peak_bytes, fit_to_area
 
@@ -70,6 +73,19 @@ def method_errors(method: str):
             raise JobSpecError(f"{method}: {exc}") from exc
 
     return guard()
+
+
+InversionMode = Annotated[str, AfterValidator(check_inversion)]
+"""How a method inverts its real image(s): "ddim" or "uniform" (uniform cross-attention maps); others refused."""
+
+
+def inversion_option(default: str = "ddim") -> Any:
+    """The inversion option of every method that inverts a real image, declared once (type, help, check)."""
+    return Field(
+        check_inversion(default),
+        max_length=16,
+        description="Inversion of the real image: ddim, or uniform (every cross-attention map uniform, UAM).",
+    )
 
 
 REPLAYS_INVERSION = "it replays a DDIM inversion, which only the deterministic DDIM update retraces"

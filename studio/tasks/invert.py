@@ -1,6 +1,11 @@
-"""The `invert` task: DDIM-invert an image, reconstruct it from the noise, and measure the round trip."""
+"""The `invert` task: DDIM-invert an image, reconstruct it from the noise, and measure the round trip.
+
+`--uniform` inverts and reconstructs with uniform cross-attention maps (UAM, arXiv 2411.19652).
+"""
 
 from __future__ import annotations
+
+from pydantic import Field
 
 from pipelines.settings import RECONSTRUCT
 from studio.declarations import JobInputs, Options, Schedule, TaskDeclaration, TaskRun
@@ -9,7 +14,9 @@ from studio.tasks.common import REPLAYS_INVERSION, hooks, size_of
 
 
 class InvertOptions(Options):
-    """Inversion has no options of its own."""
+    uniform: bool = Field(
+        False, description="Uniform attention maps (UAM): every cross-attention output is the mean of the text values."
+    )
 
 
 def run(task: TaskRun) -> JobResult:
@@ -26,6 +33,7 @@ def run(task: TaskRun) -> JobResult:
         job,
         height=height,
         width=width,
+        uniform=task.options.uniform,
         **hooks(task),
     )
     return JobResult(job.replace(width=width, height=height), [reconstruction], metrics)

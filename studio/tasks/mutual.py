@@ -12,7 +12,8 @@ from studio.declarations import JobInputs, MaskPath, Options, Schedule, TaskDecl
 from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import REPLAYS_INVERSION, method_errors, sampling, seed_of, size_of
+from studio.tasks.common import REPLAYS_INVERSION, InversionMode, inversion_option, method_errors, sampling, seed_of
+from studio.tasks.common import size_of
 
 
 class MutualOptions(Options):
@@ -27,11 +28,14 @@ class MutualOptions(Options):
     )
     masked: bool = Field(False, description="Masked variant: foreground and background apart.")
     inversion_guidance: float = setting(MUTUAL, "inversion_guidance")
+    inversion: InversionMode = inversion_option()
 
 
 def check(job, options: MutualOptions) -> None:
     if options.masked and (not job.image or not options.target_mask):
         raise JobSpecError("mutual: the masked variant needs a source image (--image) and a target mask")
+    if options.inversion != "ddim" and not job.image:
+        raise JobSpecError(f"mutual: --inversion {options.inversion} needs a real source image (--image) to invert")
 
 
 def needs_ddim(job) -> str | None:
@@ -71,6 +75,7 @@ def run(task: TaskRun) -> JobResult:
             start=opts.start,
             levels=opts.levels,
             inversion_guidance_scale=opts.inversion_guidance,
+            inversion=opts.inversion,
             **sampling(task, seed, height, width),
         )
     notes = getattr(output, "notes", ())

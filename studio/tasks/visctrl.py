@@ -13,7 +13,7 @@ from studio.declarations import TaskRun, Zipped, setting
 from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.errors import JobSpecError
 from studio.results import JobResult
-from studio.tasks.common import REPLAYS_INVERSION, hooks, method_errors
+from studio.tasks.common import REPLAYS_INVERSION, InversionMode, hooks, inversion_option, method_errors
 
 MAX_VIEWS = 16  # views edited together in one batch; each adds a CFG pair of UNet rows
 
@@ -52,6 +52,7 @@ class VisCtrlOptions(Options):
     )
     alpha: float = setting(VISCTRL, "alpha")
     sample_fraction: float = setting(VISCTRL, "sample_fraction")
+    inversion: InversionMode = inversion_option()
 
 
 def total_steps(job, opts: VisCtrlOptions) -> int:
@@ -100,6 +101,7 @@ def run(task: TaskRun) -> JobResult:
             crop=opts.crop,
             size=job.width or job.height or None,
             sampler=job.sampler,
+            inversion=opts.inversion,
             **hooks(task),
         )
     return JobResult(job, list(output.images))
