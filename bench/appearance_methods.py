@@ -71,8 +71,8 @@ def main() -> None:
     size = min(backbone.default_size)
 
     from pipelines.customize import Reference, freecustom
-    from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
+    from pipelines.text_to_image import generate
     from pipelines.visctrl import VisCtrlPass, visctrl
 
     g = lambda: torch.Generator().manual_seed(0)  # noqa: E731

@@ -33,10 +33,10 @@ sys.path.insert(0, str(ROOT))  # this checkout's packages and its tests' helpers
 from pipelines.backbone import Backbone
 from pipelines.control_loras import applied_unet_loras
 from pipelines.faces import analyse_face, load_face_models
-from pipelines.generate import generate
 from pipelines.ip_adapter import image_prompt_control
 from pipelines.ip_adapter_faceid import FacePrompt
 from pipelines.ip_adapter_weights import load_adapter
+from pipelines.text_to_image import generate
 from tests import faceid_files
 from tests.face_models import face_picture, write_face_models
 from toyworld import load_toyworld_pipeline

@@ -15,9 +15,9 @@ def timing(backbone, regions_counts: tuple[int, ...], repeats: int) -> list[tupl
     """Seconds per image (best of `repeats`, interleaved side by side) for plain generation and each count."""
     import torch
 
-    from pipelines.generate import generate
-    from pipelines.regional import regional
+    from pipelines.regional_prompting import regional
     from pipelines.regions import Region
+    from pipelines.text_to_image import generate
 
     kwargs = {"num_inference_steps": 25, "guidance_scale": 5.0, "width": 64, "height": 64}
     side = 1 / 3

@@ -46,12 +46,12 @@ def main() -> None:
     import torch
 
     from pipelines.backbone import Backbone
-    from pipelines.invert import invert
+    from pipelines.inversion import invert
     from pipelines.mutual import mutual_edit
-    from pipelines.reconstruct import reconstruct
+    from pipelines.reconstruction import reconstruct
     from pipelines.uniform_edit import uniform_edit
     from toyworld import load_toyworld_pipeline
-    from toyworld.uniform_eval import editing, edit_cases, reconstruction, uniform_effect
+    from toyworld.uniform_eval import edit_cases, editing, reconstruction, uniform_effect
 
     if args.threads:
         torch.set_num_threads(args.threads)

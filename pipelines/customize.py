@@ -93,7 +93,7 @@ def freecustom(
         sampler: must be DDIM: the references are re-noised with DDIM's forward process at each step and
             teacher-forced, which a multistep or sigma-space sampler's state would not follow.
         max_memory_bytes: refuse to run (ValueError with the estimate) when the estimated peak exceeds it.
-        Other arguments: as `pipelines.generate.generate`.
+        Other arguments: as `pipelines.text_to_image.generate`.
     """
     # 1. validate
     require_ddim(sampler, "FreeCustom", "its references are re-noised to DDIM's levels and teacher-forced each step")

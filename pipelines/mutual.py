@@ -23,7 +23,7 @@ from pipelines._denoise import denoise
 from pipelines._inputs import Generators, as_list, draw_noise
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
-from pipelines.invert import invert
+from pipelines.inversion import invert
 from pipelines.samplers import DEFAULT_SAMPLER, build_scheduler, require_ddim, step_for
 from pipelines.settings import MUTUAL, MutualSettings, check_inversion  # noqa: F401 - re-exported
 

@@ -35,7 +35,7 @@ from pipelines._denoise import denoise
 from pipelines._inputs import as_list, negatives_for
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
-from pipelines.invert import invert
+from pipelines.inversion import invert
 from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
 from pipelines.settings import UNIFORM_EDIT, UniformEditSettings, check_inversion  # noqa: F401 - re-exported
 from pipelines.uniform_mixing import UniformMapMixing

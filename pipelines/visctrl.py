@@ -30,11 +30,10 @@ from pipelines._denoise import denoise
 from pipelines.backbone import Backbone
 from pipelines.canvas import object_canvas, whole_image_canvas
 from pipelines.events import CancelToken, StepCallback
-from pipelines.invert import invert
+from pipelines.inversion import invert
 from pipelines.outputs import Inversion
 from pipelines.samplers import DEFAULT_SAMPLER, require_ddim
-from pipelines.settings import check_inversion
-from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings  # noqa: F401 - re-exported
+from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN, VisCtrlPass, VisCtrlRunSettings, check_inversion  # noqa: F401 - re-exported
 
 
 @dataclass(frozen=True)

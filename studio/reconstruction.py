@@ -16,8 +16,8 @@ import numpy as np
 from PIL import Image
 
 if TYPE_CHECKING:
-    from pipelines.backbone import Backbone
     from attention_processors import Control
+    from pipelines.backbone import Backbone
     from pipelines.events import CancelToken, StepCallback
     from studio.jobs import Job
 
@@ -50,8 +50,8 @@ def invert_and_reconstruct(
     `controls` act on the reconstruction (the inversion stays plain, so it measures the model itself).
     `uniform` inverts and reconstructs with uniform cross-attention maps (UAM): both legs, as the method does.
     """
-    from pipelines.invert import invert
-    from pipelines.reconstruct import reconstruct
+    from pipelines.inversion import invert
+    from pipelines.reconstruction import reconstruct
 
     resized = source if source.size == (width, height) else source.resize((width, height), Image.Resampling.LANCZOS)
     negative = job.negative_prompt or None

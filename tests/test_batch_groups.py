@@ -36,8 +36,8 @@ def test_groups_are_cut_from_consecutive_items_with_equal_settings(tmp_path):
 @pytest.mark.slow
 def test_a_group_is_one_batched_generate_call_and_close_to_single_runs(tmp_path):
     from pipelines.backbone import Backbone
-    from pipelines.generate import generate
     from pipelines.seeds import seeded_generators
+    from pipelines.text_to_image import generate
     from studio.model_cache import ModelCache
 
     grouped, single = _spec(tmp_path, "grouped", 2), _spec(tmp_path, "single", 1)

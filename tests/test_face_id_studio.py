@@ -76,9 +76,9 @@ def test_a_face_prompt_runs_round_trips_and_equals_the_pipeline_call(runner, wor
     # Oracle: the pipeline called directly with the same face prompt.
     from pipelines.backbone import Backbone
     from pipelines.faces import load_face_models
-    from pipelines.generate import generate
     from pipelines.ip_adapter_faceid import FacePrompt
     from pipelines.ip_adapter_weights import load_adapter
+    from pipelines.text_to_image import generate
     from studio.model_cache import ModelCache
 
     backbone = Backbone.from_pipeline(ModelCache().get("tiny-sd15"))

@@ -17,9 +17,9 @@ import torch
 from diffusers.image_processor import IPAdapterMaskProcessor
 
 from pipelines.backbone import Backbone
-from pipelines.generate import generate
 from pipelines.ip_adapter import ImagePrompt
 from pipelines.ip_adapter_weights import load_adapter
+from pipelines.text_to_image import generate
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from tests.ip_adapter_files import tiny_image_encoder, write_adapter
 

@@ -19,9 +19,9 @@ pytest.importorskip("onnx", reason="the tiny face models are built with onnx")
 
 from pipelines.backbone import Backbone
 from pipelines.faces import analyse_face, load_face_models
-from pipelines.generate import generate
 from pipelines.ip_adapter_faceid import FacePrompt
 from pipelines.ip_adapter_weights import load_adapter
+from pipelines.text_to_image import generate
 from pipelines.tiny_models import tiny_sd15_pipeline
 from tests.face_models import FACE, face_picture, write_face_models
 from tests.faceid_files import write_faceid

@@ -10,9 +10,9 @@ from PIL import Image
 from safetensors.torch import save_file
 
 from pipelines.backbone import Backbone
-from pipelines.generate import generate
 from pipelines.ip_adapter import ImagePrompt, image_prompt_control
 from pipelines.ip_adapter_weights import load_adapter
+from pipelines.text_to_image import generate
 from pipelines.tiny_models import tiny_sd15_pipeline
 from studio.cli import app
 from studio.jobs import Job

@@ -18,11 +18,11 @@ from attention_processors.regional import RegionalCrossAttention
 from attention_processors.selection import decoder_self_attention
 from attention_processors.visctrl import FeatureGradualSampling, visctrl_control
 from pipelines.customize import freecustom
-from pipelines.generate import generate
 from pipelines.mutual import mutual_edit
-from pipelines.reconstruct import reconstruct
-from pipelines.regional import regional
-from pipelines.repaint import repaint
+from pipelines.reconstruction import reconstruct
+from pipelines.regional_prompting import regional
+from pipelines.repainting import repaint
+from pipelines.text_to_image import generate
 from pipelines.uniform_edit import uniform_edit
 from pipelines.uniform_mixing import UniformMapMixing
 from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl

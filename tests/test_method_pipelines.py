@@ -8,8 +8,8 @@ import torch
 
 from pipelines.backbone import Backbone
 from pipelines.customize import Reference, freecustom
-from pipelines.generate import generate
 from pipelines.mutual import mutual_edit
+from pipelines.text_to_image import generate
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from pipelines.visctrl import VisCtrlPass, visctrl
 

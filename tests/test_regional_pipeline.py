@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from pipelines.backbone import Backbone
-from pipelines.generate import generate
 from pipelines.hard_binding import binding_steps
 from pipelines.region_boxes import MAX_REGIONS
-from pipelines.regional import regional
+from pipelines.regional_prompting import regional
 from pipelines.regions import Region, place
+from pipelines.text_to_image import generate
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 
 SIZE = {"width": 64, "height": 64, "num_inference_steps": 4}
@@ -81,7 +81,7 @@ def test_a_box_owns_the_cells_between_its_rounded_edges_and_a_mask_its_half_cove
 def test_repainting_keeps_every_pixel_outside_the_region_byte_identical(backbones, family):
     import numpy as np
 
-    from pipelines.repaint import repaint
+    from pipelines.repainting import repaint
 
     backbone = backbones[family]
     original = generate(backbone, "a ball", generator=torch.Generator().manual_seed(3), **SIZE).images[0]
@@ -105,7 +105,7 @@ def test_repainting_keeps_every_pixel_outside_the_region_byte_identical(backbone
 def test_repainting_needs_ddim_and_a_generator(backbones):
     from PIL import Image
 
-    from pipelines.repaint import repaint
+    from pipelines.repainting import repaint
 
     image = Image.new("RGB", (64, 64))
     with pytest.raises(ValueError, match="DDIM"):

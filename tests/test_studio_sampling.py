@@ -155,7 +155,7 @@ def test_a_lora_tag_loads_the_lora_for_that_run_only(tmp_path, monkeypatch, mode
     import torch
 
     from pipelines.backbone import Backbone
-    from pipelines.generate import generate
+    from pipelines.text_to_image import generate
 
     folder = tmp_path / "loras"
     folder.mkdir()

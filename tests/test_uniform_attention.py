@@ -18,12 +18,12 @@ from PIL import Image
 from attention_processors import BatchLayout, StepState, StudioAttnProcessor
 from attention_processors.sites import Site
 from attention_processors.uniform_attention import UniformCrossAttention
-from pipelines.invert import invert
-from pipelines.mutual import mutual_edit
-from pipelines.reconstruct import reconstruct
 from pipelines.backbone import Backbone
 from pipelines.batch_plan import BatchPlan
 from pipelines.hooks import StepEnd
+from pipelines.inversion import invert
+from pipelines.mutual import mutual_edit
+from pipelines.reconstruction import reconstruct
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from pipelines.uniform_edit import uniform_edit
 from pipelines.uniform_mixing import UniformMapMixing, edit_mask

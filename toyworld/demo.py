@@ -66,7 +66,7 @@ def run_demo(out_dir: Path, render: Render, prompts: tuple[str, ...] = DEMO_PROM
 def main(argv: list[str] | None = None) -> int:
     """`python -m toyworld.demo [OUT_DIR]`: the demo grid on the bundled model, offline, 25 DDIM steps.
 
-    Each image is rendered alone through the studio's own generation loop (`pipelines.generate`), so the
+    Each image is rendered alone through the studio's own generation loop (`pipelines.text_to_image`), so the
     grid shows what `studio generate --seed S` makes for the same prompt.
     """
     import os

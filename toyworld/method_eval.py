@@ -158,7 +158,7 @@ def freecustom_composition(
     """Share of generations in which both concepts appear (shape, colour and pattern), with FreeCustom and
     with the same prompt and seed generated without references."""
     from pipelines.customize import Reference, freecustom
-    from pipelines.generate import generate
+    from pipelines.text_to_image import generate
 
     a, b = concept(pair[0]), concept(pair[1])
     prompt = f"{concept_phrase(a)} on the left and {concept_phrase(b)} on the right"
@@ -194,8 +194,8 @@ MUTUAL_CASES = (
 def mutual_appearance(backbone, seeds: int = 2, steps: int = 25) -> Rates:
     """Share of targets that keep the source's colour and unmentioned pattern and move to the new position,
     with mutual self-attention and with the target prompt generated from the same seed without it."""
-    from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
+    from pipelines.text_to_image import generate
 
     kwargs = _generation(steps)
     hits = np.zeros(2)  # (method, baseline)
@@ -241,8 +241,8 @@ def mutual_background(backbone, seeds: int = 2, steps: int = 25) -> Rates:
     self_attention_use.py); the bundled one no longer does (README). The baseline is the target prompt generated from
     the same seed without the control, scored against the same source.
     """
-    from pipelines.generate import generate
     from pipelines.mutual import mutual_edit
+    from pipelines.text_to_image import generate
 
     kwargs = _generation(steps)
     hits = np.zeros(2)  # (method, baseline)

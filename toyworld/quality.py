@@ -1,7 +1,7 @@
 """The toyworld quality evaluation: prompts -> images -> detector -> accuracy table.
 
 Why a `render(prompt, seed)` callable: the bench, the demo and the pinned test plug in whichever
-generator they have (diffusers' StableDiffusionPipeline now, the studio's `pipelines.generate` later)
+generator they have (diffusers' StableDiffusionPipeline now, the studio's `pipelines.text_to_image` later)
 and are scored by the same code. Prompt sets are drawn from the grammar with a fixed seed.
 """
 

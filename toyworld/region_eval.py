@@ -110,9 +110,9 @@ def region_binding(
 ) -> BindingRates:
     """Share of images with every object in its region with all its attributes (and share of objects so
     placed): RAG vs the global prompt alone."""
-    from pipelines.generate import generate
-    from pipelines.regional import regional
+    from pipelines.regional_prompting import regional
     from pipelines.regions import Region
+    from pipelines.text_to_image import generate
 
     regions_at = boxes(count, side)
     positions = [p for _, p in LAYOUTS[count]]
@@ -137,9 +137,9 @@ def repaint_change(
     backbone, scenes: int, seeds: int = 1, steps: int = 25, side: float = BOX, suffix: str = "", **method
 ) -> Rates:
     """Share of repaints whose region shows the new object with all its attributes: repaint vs regenerating."""
-    from pipelines.generate import generate
     from pipelines.regions import Region
-    from pipelines.repaint import repaint
+    from pipelines.repainting import repaint
+    from pipelines.text_to_image import generate
 
     (_, left), (_, right) = LAYOUTS[2]
     right_box = boxes(2, side)[1]

@@ -2,7 +2,7 @@
 
 Why here and not in the bench: the bench, the demo and the pinned test must render identically.
 Two generators are offered: diffusers' StableDiffusionPipeline (DDIM), and the studio's own
-`pipelines.generate` (the same DDIM loop through the studio's attention processors). Each image's
+`pipelines.text_to_image` (the same DDIM loop through the studio's attention processors). Each image's
 noise comes from its own torch.Generator seeded with the image's seed, so image i is the same
 whether it is rendered alone or in a batch.
 """
@@ -33,7 +33,7 @@ class PipelineRenderer:
         gens = [torch.Generator().manual_seed(int(s)) for s in seeds]
         if self.engine == "studio":
             from pipelines.backbone import Backbone
-            from pipelines.generate import generate
+            from pipelines.text_to_image import generate
 
             out = generate(Backbone.from_pipeline(self.pipe), list(prompts), num_inference_steps=self.steps,
                            guidance_scale=self.guidance_scale, width=self.size, height=self.size, generator=gens)

@@ -60,8 +60,8 @@ class Table:
 @torch.no_grad()
 def reconstruction(backbone, seeds: int = 8, steps: int = 10, guidance: float = 7.5) -> Table:
     """Mean PSNR (dB) of each RECONSTRUCTIONS variant over renders of seeds 0..seeds-1, DDIM `steps`."""
-    from pipelines.invert import invert
-    from pipelines.reconstruct import reconstruct
+    from pipelines.inversion import invert
+    from pipelines.reconstruction import reconstruct
 
     sums = dict.fromkeys(RECONSTRUCTIONS, 0.0)
     for seed in range(seeds):

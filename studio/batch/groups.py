@@ -90,8 +90,8 @@ def _generate_batch(group: list[Item], models: ModelCache, registry: Registry, r
     import torch
 
     from pipelines.backbone import Backbone
-    from pipelines.generate import generate
     from pipelines.seeds import seeded_generators
+    from pipelines.text_to_image import generate
     from studio.declarations import TaskRun
     from studio.images import encode_png
     from studio.input_hashes import checked_input_hashes

@@ -20,8 +20,8 @@ class GenerateOptions(Options):
 
 
 def run(task: TaskRun) -> JobResult:
-    from pipelines.generate import generate
     from pipelines.seeds import batch_seeds, seeded_generators
+    from pipelines.text_to_image import generate
 
     job = task.job
     seed = seed_of(job)

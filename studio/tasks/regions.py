@@ -19,7 +19,7 @@ def check(job, options: RegionsOptions) -> None:
 
 
 def run(task: TaskRun) -> JobResult:
-    from pipelines.regional import regional
+    from pipelines.regional_prompting import regional
 
     job, backbone = task.job, task.backbone
     options = resolved_options(task.options)

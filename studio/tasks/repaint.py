@@ -36,7 +36,7 @@ def original_job(job):
 
 
 def run(task: TaskRun) -> JobResult:
-    from pipelines.repaint import repaint
+    from pipelines.repainting import repaint
     from studio.images import open_image
 
     job, backbone = task.job, task.backbone

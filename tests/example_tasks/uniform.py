@@ -21,8 +21,16 @@ from attention_processors.control import AttentionCall
 from attention_processors.masks import TokenMaskCache
 from attention_processors.sites import Site
 from attention_processors.state import StepState
-from studio.declarations import ControlDeclaration, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
-from studio.declarations import TaskRun, setting
+from studio.declarations import (
+    ControlDeclaration,
+    JobInputs,
+    MaskPath,
+    Options,
+    Schedule,
+    TaskDeclaration,
+    TaskRun,
+    setting,
+)
 from studio.job_spec import MAX_PATH
 from studio.results import JobResult
 from studio.tasks.common import sampling, seed_of, size_of
@@ -78,7 +86,7 @@ def build(options: UniformOptions, job, backbone) -> list[Control]:
 
 
 def run(task: TaskRun) -> JobResult:
-    from pipelines.generate import generate
+    from pipelines.text_to_image import generate
 
     job = task.job
     seed = seed_of(job)

@@ -50,7 +50,7 @@ def reconstruct(
         sampler: must be DDIM: the inversion's levels are DDIM's, and teacher forcing replays them.
         uniform: every cross-attention output is the mean of the text values, as in a uniform inversion
             (`invert(..., uniform=True)`); the caller's controls act after it.
-        Other arguments: as `pipelines.generate.generate`; the batch rows have role "source".
+        Other arguments: as `pipelines.text_to_image.generate`; the batch rows have role "source".
     """
     # 1. validate
     require_ddim(sampler, "reconstruction of a DDIM inversion")

@@ -29,7 +29,7 @@ from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, StepCallback
 from pipelines.hooks import StepEnd
 from pipelines.outputs import GenerationOutput
-from pipelines.regional import regional
+from pipelines.regional_prompting import regional
 from pipelines.regions import Region, place
 from pipelines.samplers import build_scheduler, require_ddim
 from pipelines.settings import GENERATE, REGIONAL_RUN

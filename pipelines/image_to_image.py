@@ -46,7 +46,7 @@ def img2img(
         image: one image for every prompt, or one per prompt. Resized to (height, width), which default to
             the (first) image's own size and must be multiples of `backbone.size_multiple`.
         generator: draws the added noise per item, with the same rule as `generate`.
-        Other arguments: as `pipelines.generate.generate`.
+        Other arguments: as `pipelines.text_to_image.generate`.
     """
     # 1. validate
     prompts = as_list(prompt, "prompt")

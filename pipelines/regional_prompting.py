@@ -4,7 +4,7 @@ regions, each a box or a mask with its own prompt.
 Two mechanisms, as in the paper: hard binding (`pipelines/hard_binding.py`: each region denoised alone for the
 first steps and pasted in) and soft refinement (`attention_processors/regional.py`: each region's queries also
 attend to its own prompt at every cross-attention site and step, blended with the global attention by δ).
-Repainting (`pipelines/repaint.py`) is this pipeline with the outside of the region held to an earlier image.
+Repainting (`pipelines/repainting.py`) is this pipeline with the outside of the region held to an earlier image.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def regional(
         latents: (1, C, h, w) initial noise instead of drawing it from `generator`.
         controls: more attention controls (they act on the global run, not on the regions' own runs).
         on_step_end: more step-end hooks, after the binding hook.
-        The rest as `pipelines.generate.generate`.
+        The rest as `pipelines.text_to_image.generate`.
     """
     # 1. validate and place the regions on the latent grid
     height, width = backbone.resolve_size(height, width)
