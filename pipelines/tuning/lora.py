@@ -50,22 +50,7 @@ class LoraRecipe(Recipe):
                         module.add_adapter(self._config(LORA_TEXT_TARGETS), adapter_name=ADAPTER)
 
     def save(self, backbone: Backbone, path: Path, metadata: dict[str, str]) -> Path:
-        from diffusers.utils import convert_state_dict_to_diffusers
-
-        layers: dict[str, Any] = {}
-        for name, module in components(backbone).items():
-            if ADAPTER not in (getattr(module, "peft_config", None) or {}):
-                continue
-            state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module, adapter_name=ADAPTER))
-            layers[f"{name}_lora_layers"] = state
-            layers[f"{name}_lora_adapter_metadata"] = module.peft_config[ADAPTER].to_dict()
-        with tempfile.TemporaryDirectory() as folder:
-            type(backbone.pipe).save_lora_weights(folder, weight_name="lora.safetensors", **layers)
-            written = Path(folder) / "lora.safetensors"
-            tensors = safetensors.torch.load_file(str(written))
-            header = read_header(written)
-        header.pop("format", None)
-        return write_weights(path, tensors, {**header, **metadata})
+        return save_adapters(backbone, path, metadata)
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -76,3 +61,23 @@ class LoraRecipe(Recipe):
             "targets": list(self.unet_targets),
         }
 
+
+
+def save_adapters(backbone: Backbone, path: Path, metadata: dict[str, str]) -> Path:
+    """Write every component's `ADAPTER` as diffusers' `save_lora_weights` does, plus `metadata` in the header."""
+    from diffusers.utils import convert_state_dict_to_diffusers
+
+    layers: dict[str, Any] = {}
+    for name, module in components(backbone).items():
+        if ADAPTER not in (getattr(module, "peft_config", None) or {}):
+            continue
+        state = convert_state_dict_to_diffusers(get_peft_model_state_dict(module, adapter_name=ADAPTER))
+        layers[f"{name}_lora_layers"] = state
+        layers[f"{name}_lora_adapter_metadata"] = module.peft_config[ADAPTER].to_dict()
+    with tempfile.TemporaryDirectory() as folder:
+        type(backbone.pipe).save_lora_weights(folder, weight_name="lora.safetensors", **layers)
+        written = Path(folder) / "lora.safetensors"
+        tensors = safetensors.torch.load_file(str(written))
+        header = read_header(written)
+    header.pop("format", None)
+    return write_weights(path, tensors, {**header, **metadata})

@@ -68,8 +68,12 @@ class Recipe:
         """A term added to the denoising loss at every optimizer micro-step, with figures for the report."""
         return None
 
-    def mask_gradients(self) -> None:
+    def mask_gradients(self, backbone: Backbone) -> None:
         """Zero the gradient parts that must not learn (e.g. other token rows), before the optimizer step."""
+
+    def no_decay(self, name: str) -> bool:
+        """Whether the trainable tensor `name` is exempt from weight decay (rows that must stay bit-exact)."""
+        return False
 
     def save(self, backbone: Backbone, path: Path, metadata: dict[str, str]) -> Path:
         """Write the tuned weights as a safetensors file at `path` with `metadata` in its header."""

@@ -100,8 +100,7 @@ LAG = LagSettings()
 class PromptSettings:
     """The training prompt, as the DreamBooth and ClassDiffusion scripts write it."""
 
-    template: str = "a photo of a {token} {cls}"
-    class_template: str = "a photo of a {cls}"
+    template: str = "a photo of a {token} {cls}"  # class images use it without the identifier
 
 
 PROMPTS = PromptSettings()

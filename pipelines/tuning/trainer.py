@@ -176,8 +176,11 @@ def train(
         mixed_precision=_mixed_precision(backbone),
         gradient_accumulation_steps=config.accumulation,
     )
+    decayed = [p for n, p in params.items() if not recipe.no_decay(n)]
+    exempt = [p for n, p in params.items() if recipe.no_decay(n)]
+    groups = [{"params": decayed}] + ([{"params": exempt, "weight_decay": 0.0}] if exempt else [])
     optimizer = torch.optim.AdamW(
-        list(params.values()),
+        [g for g in groups if g["params"]],
         lr=config.learning_rate,
         betas=(0.9, 0.999),
         weight_decay=TRAINER.weight_decay,
@@ -212,7 +215,7 @@ def train(
                 loss, figures = _micro_step(backbone, recipe, scheduler, num_t, examples, prior, config, micro, conditioner)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
-                    recipe.mask_gradients()
+                    recipe.mask_gradients(backbone)
                     accelerator.clip_grad_norm_(list(params.values()), TRAINER.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
