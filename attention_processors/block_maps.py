@@ -33,7 +33,7 @@ class BlockTokenMaps(Control):
     residual blend and clears them, so each UNet call starts afresh.
     """
 
-    token_indices: dict[int, Sequence[int]]  # stream item -> text positions (identifier + class tokens)
+    token_indices: dict[int, Sequence[int]]  # stream item -> text positions (identifier + class); -1: every item
     blocks: frozenset[str]  # Transformer2DModel paths whose residual the masks gate
     threshold: float = 0.5
     needs_probs: bool = True
@@ -48,7 +48,7 @@ class BlockTokenMaps(Control):
         block = block_of(call.site.name)
         for j, row in enumerate(group.rows):
             entry = call.layout.entries[row]
-            tokens = self.token_indices.get(entry.item)
+            tokens = self.token_indices.get(entry.item, self.token_indices.get(-1))
             if entry.half != "cond" or not tokens:
                 continue
             grid = probs[j, :, :, list(tokens)].sum(-1).mean(0).float()  # [Lq]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -48,6 +49,14 @@ class MaskPath:
 
     of: str | None = None
     label: str = "mask"  # how errors name it ("target mask", "reference mask")
+
+
+@dataclass(frozen=True)
+class WeightsPath:
+    """The field names a tuned-weights file (.safetensors): checked by its bytes (pickle refused) before any model
+    loads; its content hash goes into the output's job like an input image's."""
+
+    label: str = "weights"  # how errors name it ("LoRA", "residuals")
 
 
 @dataclass(frozen=True)
@@ -152,3 +161,8 @@ class ControlDeclaration:
     summary: str
     options: type[Options]
     build: Callable[[Any, Job, Backbone], Sequence[Any]]  # (options, job, backbone) -> Controls
+    # A control that changes the model for the run (weights swapped in, hooks) says how, as a context manager
+    # (options, job, backbone, index in job.controls) -> yields its Controls; the runner exits it in `finally`.
+    applied: Callable[[Any, Job, Backbone, int], AbstractContextManager[Sequence[Any]]] | None = None
+    # Options name a LoRA-format file (`file`, `scale`): the runner loads it with the prompt's <lora:...> tags.
+    loads_lora: bool = False

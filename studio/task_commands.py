@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
 from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
-from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, Zipped
+from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, WeightsPath, Zipped
 from studio.errors import InputError
 from studio.jobs import SCHEMA_VERSION, Job
 
@@ -148,7 +148,33 @@ def _job_params(task: TaskDeclaration, registry: Registry) -> list[inspect.Param
     kinds = ", ".join(registry.controls) or "none yet"
     control = typer.Option("--control", help=CONTROL_HELP.format(kinds=kinds))
     params.append(_param("control", Annotated[list[str] | None, control], None))
+    if "lora" in registry.controls:
+        lora = typer.Option("--lora", help="Add a LoRA file (repeatable): FILE or FILE:SCALE.")
+        params.append(_param("lora", Annotated[list[str] | None, lora], None))
+    if "residuals" in registry.controls:
+        residuals = typer.Option("--residuals", help="Personalized residuals file from `studio train residuals`.")
+        params.append(_param("residuals", Annotated[Path | None, residuals], None))
+        lag = typer.Option("--lag", help="Localise the residuals with LAG (where the concept's tokens attend).")
+        params.append(_param("lag", Annotated[bool, lag], False))
     return params
+
+
+def shorthand_controls(values: dict[str, Any]) -> list[dict[str, Any]]:
+    """`--lora FILE[:SCALE]` and `--residuals FILE [--lag]` as the control specs they abbreviate."""
+    specs = []
+    for text in values.get("lora") or []:
+        path, sep, scale = text.rpartition(":")
+        try:
+            specs.append({"kind": "lora", "options": {"file": path, "scale": float(scale)}} if sep and path else None)
+        except ValueError:
+            specs.append(None)
+        if specs[-1] is None:
+            specs[-1] = {"kind": "lora", "options": {"file": text}}
+    if values.get("residuals") is not None:
+        specs.append({"kind": "residuals", "options": {"file": str(values["residuals"]), "lag": values["lag"]}})
+    elif values.get("lag"):
+        raise InputError("--lag localises personalized residuals: give --residuals FILE too")
+    return specs
 
 
 _COMMON = [
@@ -201,7 +227,7 @@ def job_from_flags(task: TaskDeclaration, registry: Registry, values: dict[str, 
     options = _options_from_flags(task.options, values)
     if options:
         fields["options"] = {task.name: options}
-    fields["controls"] = [parse_control(text) for text in values["control"] or []]
+    fields["controls"] = [parse_control(text) for text in values["control"] or []] + shorthand_controls(values)
     return Job.from_dict({"version": SCHEMA_VERSION, **fields}, registry)
 
 
@@ -288,6 +314,11 @@ def check_files(job: Job) -> None:
         path = holder[where[-1]]
         if isinstance(marker, ImagePath):
             open_image(path)
+            continue
+        if isinstance(marker, WeightsPath):
+            from studio.loras import check_weights_file
+
+            check_weights_file(Path(path), marker.label)
             continue
         owner = None
         if marker.of:  # the record's own field of that name, else the job's

@@ -59,11 +59,14 @@ def lag_residuals(
 ) -> Iterator[list[BlockTokenMaps]]:
     """Gate the residual adapter `adapter` per block for the duration; yields the control to pass to a pipeline.
 
-    `prompts`: one per stream item (what the pipeline's items are prompted with). `mask_override` replaces the
+    `prompts`: one per stream item, or one string for every item. `mask_override` replaces the
     attention masks (tests: all ones must equal the residuals everywhere, all zeros the base model).
     """
-    prompts = [prompts] if isinstance(prompts, str) else list(prompts)
-    tokens = {i: token_positions(backbone.pipe.tokenizer, p, [token, cls]) for i, p in enumerate(prompts)}
+    tokenizer = backbone.pipe.tokenizer
+    if isinstance(prompts, str):
+        tokens = {-1: token_positions(tokenizer, prompts, [token, cls])}
+    else:
+        tokens = {i: token_positions(tokenizer, p, [token, cls]) for i, p in enumerate(prompts)}
     layers = _residual_layers(backbone.unet, adapter)
     if not layers:
         raise ValueError(f"no residuals named {adapter!r} are loaded on this UNet's proj_out layers")
@@ -95,7 +98,7 @@ def _gate(maps: BlockTokenMaps, block: str, adapter: str, override: MaskOverride
             mask = torch.ones(rows, tokens, dtype=output.dtype, device=output.device)  # [B, Lq]
             layout = maps.layout
             for r in range(rows):
-                item = layout.entries[r].item if layout is not None else r
+                item = layout.entries[r].item if layout is not None else r  # type: ignore[attr-defined]
                 if item in found:
                     mask[r] = found[item].to(output)
         if output.ndim == 4:  # conv proj_out: (B, C, h, w)

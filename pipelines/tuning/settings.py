@@ -104,3 +104,14 @@ class PromptSettings:
 
 
 PROMPTS = PromptSettings()
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    """Using a tuned file at generation time."""
+
+    # 1: the adapter as trained (a tuned LoRA's alpha/rank scale is already in the file).
+    scale: Annotated[float, Interval(ge=-8.0, le=8.0), doc("LoRA scale (0: off, 1: as trained).")] = 1.0
+
+
+APPLY = ApplySettings()
