@@ -108,8 +108,8 @@ class ClassDiffusionRecipe(Recipe):
 
     def save(self, backbone: Backbone, path: Path, metadata: dict[str, str]) -> Path:
         tensors = {}
-        for name, _, encoder in text_pairs(backbone):
-            row = encoder.get_input_embeddings().weight[self.token_ids[name]]
+        for name, tokenizer, encoder in text_pairs(backbone):
+            row = encoder.get_input_embeddings().weight[tokenizer.convert_tokens_to_ids(self.token)]
             tensors[EMBEDDING_KEY.format(encoder=name)] = row[None].float()  # (1, D)
         for module_path in cross_kv_names(backbone.unet):
             tensors[f"unet.{module_path}.weight"] = backbone.unet.get_submodule(module_path).weight.float()
