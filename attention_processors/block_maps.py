@@ -34,14 +34,14 @@ class BlockTokenMaps(Control):
     """
 
     token_indices: dict[int, Sequence[int]]  # stream item -> text positions (identifier + class); -1: every item
-    blocks: frozenset[str]  # Transformer2DModel paths whose residual the masks gate
+    blocks: frozenset[str] | None  # Transformer2DModel paths whose residual the masks gate; None: every block
     threshold: float = 0.5
     needs_probs: bool = True
     layout: object = field(default=None, init=False, repr=False)
     _sums: dict[tuple[str, int], Tensor] = field(default_factory=dict, init=False, repr=False)
 
     def active(self, site: Site, state: StepState) -> bool:
-        return site.is_cross and block_of(site.name) in self.blocks
+        return site.is_cross and (self.blocks is None or block_of(site.name) in self.blocks)
 
     def observe_probs(self, call: AttentionCall, group: AttentionGroup, probs: Tensor) -> None:
         self.layout = call.layout
