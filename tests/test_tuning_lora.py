@@ -12,7 +12,7 @@ import torch
 from pipelines.backbone import Backbone
 from pipelines.events import CancelToken, Cancelled
 from pipelines.generate import generate
-from pipelines.tiny_models import tiny_sd15_pipeline
+from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from pipelines.tuning.lora import LoraRecipe
 from pipelines.tuning.recipe import trainable_parameters
 from studio.loras import LoraFile, applied_loras
@@ -28,8 +28,11 @@ def lora_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return LoraRecipe().save(backbone, path, {})
 
 
-def _studio(path: Path) -> torch.Tensor:
-    backbone = Backbone.from_pipeline(tiny_sd15_pipeline())
+PIPES = {"sd15": tiny_sd15_pipeline, "sdxl": tiny_sdxl_pipeline}
+
+
+def _studio(path: Path, family: str = "sd15") -> torch.Tensor:
+    backbone = Backbone.from_pipeline(PIPES[family]())
     with applied_loras(backbone.pipe, [LoraFile(path.stem, 1.0, path)]):
         return generate(backbone, PROMPT, generator=torch.Generator().manual_seed(0), **KW).latents
 
@@ -43,6 +46,17 @@ def test_trained_lora_loads_in_stock_diffusers_and_the_studio_alike(lora_file: P
     ours = _studio(lora_file)
     assert (stock - base).abs().max() > 1e-3  # the trained LoRA really acts
     torch.testing.assert_close(ours, stock, atol=1e-5, rtol=0)
+
+
+@pytest.mark.slow
+def test_sdxl_lora_loads_in_stock_diffusers_and_the_studio_alike(tmp_path: Path):
+    backbone, _ = trained(LoraRecipe(), family="sdxl")
+    path = LoraRecipe().save(backbone, tmp_path / "xl.safetensors", {})
+    stock_pipe = tiny_sdxl_pipeline()
+    stock_pipe.set_progress_bar_config(disable=True)
+    stock_pipe.load_lora_weights(str(tmp_path), weight_name=path.name)
+    stock = stock_pipe(PROMPT, generator=torch.Generator().manual_seed(0), output_type="latent", **KW).images
+    torch.testing.assert_close(_studio(path, "sdxl"), stock, atol=1e-5, rtol=0)
 
 
 def _kohya_keys(path: Path, target: Path) -> Path:
