@@ -69,7 +69,7 @@ class BlockTokenMaps(Control):
         """Per stream item, the masks of the first recorded block (for inspection), without clearing them."""
         if not self._sums:
             return {}
-        first = sorted(self._sums)[0][0]
+        first = min(self._sums)[0]
         saved = dict(self._sums)
         found = self.take(first)
         self._sums = saved

@@ -30,12 +30,33 @@ def one(recipe: str, steps: int, batch: int, out: Path) -> None:
     from studio.training.job import TrainRequest, run_training
 
     images = ROOT / "assets" / "toyworld" / "concepts" / "twotone_star"
-    request = TrainRequest(recipe=recipe, images=images, token="sks", cls="star", out=out, steps=steps,
-                           batch_size=batch, prompt="a {token} {cls}")
+    request = TrainRequest(
+        recipe=recipe,
+        images=images,
+        token="sks",
+        cls="star",
+        out=out,
+        steps=steps,
+        batch_size=batch,
+        prompt="a {token} {cls}",
+    )
     report = run_training(request, ModelCache())
     report["max_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({k: report[k] for k in ("recipe", "train_seconds", "parameters", "parameter_fraction",
-                                             "peak_memory_bytes", "max_rss_bytes")}))
+    print(
+        json.dumps(
+            {
+                k: report[k]
+                for k in (
+                    "recipe",
+                    "train_seconds",
+                    "parameters",
+                    "parameter_fraction",
+                    "peak_memory_bytes",
+                    "max_rss_bytes",
+                )
+            }
+        )
+    )
 
 
 def main() -> None:
@@ -52,8 +73,18 @@ def main() -> None:
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for recipe in RECIPES:
-            command = [sys.executable, __file__, "--one", recipe, "--steps", str(args.steps), "--batch-size",
-                       str(args.batch_size), "--out", str(Path(tmp) / recipe)]
+            command = [
+                sys.executable,
+                __file__,
+                "--one",
+                recipe,
+                "--steps",
+                str(args.steps),
+                "--batch-size",
+                str(args.batch_size),
+                "--out",
+                str(Path(tmp) / recipe),
+            ]
             done = subprocess.run(command, capture_output=True, text=True, check=True)
             rows[recipe] = json.loads(done.stdout.strip().splitlines()[-1])
     base = rows["lora"]
@@ -62,18 +93,22 @@ def main() -> None:
     for recipe, row in rows.items():
         peak = row["peak_memory_bytes"] or row["max_rss_bytes"]
         base_peak = base["peak_memory_bytes"] or base["max_rss_bytes"]
-        print(f"{recipe:<16}{row['train_seconds']:>9.1f}{row['train_seconds'] / base['train_seconds']:>8.2f}"
-              f"{peak / 2**20:>9.0f}{peak / base_peak:>8.2f}{row['parameters']:>10,}"
-              f"{100 * row['parameter_fraction']:>8.3f}")
+        print(
+            f"{recipe:<16}{row['train_seconds']:>9.1f}{row['train_seconds'] / base['train_seconds']:>8.2f}"
+            f"{peak / 2**20:>9.0f}{peak / base_peak:>8.2f}{row['parameters']:>10,}"
+            f"{100 * row['parameter_fraction']:>8.3f}"
+        )
     if args.fidelity and args.fidelity.is_file():
         print("\nfidelity: share of identifier-prompt samples the toyworld detector reads as the concept")
         print(f"{'concept':<18}{'recipe':<16}{'steps':>6}{'tuned':>7}{'untuned':>9}{'bg diff':>9}{'bg LAG':>8}")
         for row in json.loads(args.fidelity.read_text()):
             lag = row.get("background_diff_lag")
             plain = row.get("background_diff_no_lag")
-            print(f"{row['concept']:<18}{row['recipe']:<16}{row['steps']:>6}{row['rate']:>7.2f}"
-                  f"{row['untuned_rate']:>9.2f}{'' if plain is None else f'{plain:9.1f}':>9}"
-                  f"{'' if lag is None else f'{lag:8.1f}':>8}")
+            print(
+                f"{row['concept']:<18}{row['recipe']:<16}{row['steps']:>6}{row['rate']:>7.2f}"
+                f"{row['untuned_rate']:>9.2f}{'' if plain is None else f'{plain:9.1f}':>9}"
+                f"{'' if lag is None else f'{lag:8.1f}':>8}"
+            )
 
 
 if __name__ == "__main__":

@@ -59,8 +59,10 @@ def present(image, concept_name: str) -> bool:
 def sample(backbone, prompt: str, seeds: range, controls=()) -> list:
     from pipelines.generate import generate
 
-    return [generate(backbone, prompt, generator=torch.Generator().manual_seed(s), controls=controls).images[0]
-            for s in seeds]
+    return [
+        generate(backbone, prompt, generator=torch.Generator().manual_seed(s), controls=controls).images[0]
+        for s in seeds
+    ]
 
 
 def main() -> None:
@@ -92,19 +94,32 @@ def main() -> None:
             base_rate = float(np.mean([present(im, concept_name) for im in base_images]))
             for recipe in args.recipes:
                 started = time.monotonic()
-                request = TrainRequest(recipe=recipe, images=folder, token=args.token, cls=cls,
-                                       out=Path(tmp) / f"{concept_name}-{recipe}", steps=args.steps,
-                                       learning_rate=args.lr, batch_size=args.batch_size)
+                request = TrainRequest(
+                    recipe=recipe,
+                    images=folder,
+                    token=args.token,
+                    cls=cls,
+                    out=Path(tmp) / f"{concept_name}-{recipe}",
+                    steps=args.steps,
+                    learning_rate=args.lr,
+                    batch_size=args.batch_size,
+                )
                 models = ModelCache()
                 report = run_training(request, models)
                 tuned = Backbone.from_pipeline(models.get("toyworld"))  # the trained pipeline, tuning applied
                 images = sample(tuned, prompt, seeds)
                 row = {
-                    "concept": concept_name, "recipe": recipe, "steps": args.steps,
-                    "rate": float(np.mean([present(im, concept_name) for im in images])), "untuned_rate": base_rate,
-                    "samples": args.samples, "parameters": report["parameters"],
-                    "parameter_fraction": report["parameter_fraction"], "train_seconds": report["train_seconds"],
-                    "final_loss": report["loss_curve"][-1], "seconds": time.monotonic() - started,
+                    "concept": concept_name,
+                    "recipe": recipe,
+                    "steps": args.steps,
+                    "rate": float(np.mean([present(im, concept_name) for im in images])),
+                    "untuned_rate": base_rate,
+                    "samples": args.samples,
+                    "parameters": report["parameters"],
+                    "parameter_fraction": report["parameter_fraction"],
+                    "train_seconds": report["train_seconds"],
+                    "final_loss": report["loss_curve"][-1],
+                    "seconds": time.monotonic() - started,
                 }
                 if recipe == "residuals":
                     row |= lag_background(tuned, prompt, seeds, base_images, args.token, cls)
@@ -122,8 +137,14 @@ def lag_background(tuned, prompt: str, seeds: range, base_images: list, token: s
         lagged = sample(tuned, prompt, seeds, controls)
 
     def diff(images: list) -> float:
-        return float(np.mean([np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean()
-                              for a, b in zip(images, base_images)]))
+        return float(
+            np.mean(
+                [
+                    np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32)).mean()
+                    for a, b in zip(images, base_images)
+                ]
+            )
+        )
 
     return {"background_diff_no_lag": diff(plain), "background_diff_lag": diff(lagged)}
 

@@ -72,7 +72,7 @@ def test_classdiffusion_file_applies_and_restores(tmp_path: Path):
     target = tiny_backbone("sd15")
     kv = {n: p.detach().clone() for n, p in target.pipe.unet.named_parameters() if "attn2.to_" in n}
     vocab = len(target.pipe.tokenizer)
-    run = dict(num_inference_steps=2, width=64, height=64)
+    run = {"num_inference_steps": 2, "width": 64, "height": 64}
     base = generate(target, PROMPT, generator=torch.Generator().manual_seed(0), **run).latents
     with applied_classdiffusion(target, path) as token:
         assert token == "sks" and len(target.pipe.tokenizer) == vocab + 1

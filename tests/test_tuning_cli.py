@@ -26,8 +26,23 @@ def one_line_error(result, needle: str) -> None:
 
 
 def train_args(images: Path, model: Path, out: Path, *extra: str) -> list[str]:
-    return ["train", "lora", "--images", str(images), "--token", "sks", "--class", "star", "--steps", "2",
-            "--model", str(model), "--out", str(out), *extra]
+    return [
+        "train",
+        "lora",
+        "--images",
+        str(images),
+        "--token",
+        "sks",
+        "--class",
+        "star",
+        "--steps",
+        "2",
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +82,17 @@ def test_generate_with_the_trained_lora_records_its_hash_and_reruns(trained_run,
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     job = json.loads(runner.invoke(app, ["inspect", str(out)]).stdout)
-    assert job["controls"] == [{"kind": "lora", "options": {"file": job["controls"][0]["options"]["file"], "scale": 0.7}}]
+    assert job["controls"] == [
+        {"kind": "lora", "options": {"file": job["controls"][0]["options"]["file"], "scale": 0.7}}
+    ]
     from studio.input_hashes import content_hash
 
     assert content_hash(lora) in job["inputs"].values()
     again = tmp_path / "b.png"
     rerun = runner.invoke(app, ["run", str(out), "--model", str(tiny_sd15_dir), "--out", str(again)])
     assert rerun.exit_code == 0, rerun.output
-    from PIL import Image
     import numpy as np
+    from PIL import Image
 
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(again)))
 

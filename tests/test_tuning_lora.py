@@ -10,7 +10,7 @@ import safetensors.torch
 import torch
 
 from pipelines.backbone import Backbone
-from pipelines.events import CancelToken, Cancelled
+from pipelines.events import Cancelled, CancelToken
 from pipelines.generate import generate
 from pipelines.tiny_models import tiny_sd15_pipeline, tiny_sdxl_pipeline
 from pipelines.tuning.lora import LoraRecipe
@@ -18,7 +18,7 @@ from pipelines.tuning.recipe import trainable_parameters
 from studio.loras import LoraFile, applied_loras
 from tests.tuning_helpers import PROMPT, trained
 
-KW = dict(num_inference_steps=3, guidance_scale=5.0, width=64, height=64)
+KW = {"num_inference_steps": 3, "guidance_scale": 5.0, "width": 64, "height": 64}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from pipelines.tuning.residuals import ResidualsRecipe, block_proj_outs, residua
 from studio.loras import LoraFile, applied_loras
 from tests.tuning_helpers import PROMPT, trained
 
-KW = dict(num_inference_steps=3, guidance_scale=5.0, width=64, height=64)
+KW = {"num_inference_steps": 3, "guidance_scale": 5.0, "width": 64, "height": 64}
 
 
 @pytest.fixture(scope="module")

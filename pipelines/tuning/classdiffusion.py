@@ -57,8 +57,9 @@ def spl_term(backbone: Backbone, token: str, cls: str) -> Tensor:
     terms = []
     for _, tokenizer, encoder in text_pairs(backbone):
         phrases = [SPL_PHRASE.format(token=token, cls=cls), SPL_PHRASE.replace("{token} ", "").format(cls=cls)]
-        ids = tokenizer(phrases, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                        return_tensors="pt").input_ids.to(backbone.device)  # (2, L)
+        ids = tokenizer(
+            phrases, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt"
+        ).input_ids.to(backbone.device)  # (2, L)
         emb = pooled(encoder, ids).float()  # (2, D)
         terms.append(1 - F.cosine_similarity(emb[0:1], emb[1:2]).squeeze(0))
     return torch.stack(terms).mean()

@@ -74,8 +74,11 @@ def lag_residuals(
     handles = []
     try:
         for path, module in layers.items():
-            handles.append(module.register_forward_hook(_gate(maps, block_of(path.removesuffix(".proj_out")),
-                                                               adapter, mask_override)))
+            handles.append(
+                module.register_forward_hook(
+                    _gate(maps, block_of(path.removesuffix(".proj_out")), adapter, mask_override)
+                )
+            )
         yield [maps]
     finally:
         for handle in handles:

@@ -62,7 +62,6 @@ class LoraRecipe(Recipe):
         }
 
 
-
 def save_adapters(backbone: Backbone, path: Path, metadata: dict[str, str]) -> Path:
     """Write every component's `ADAPTER` as diffusers' `save_lora_weights` does, plus `metadata` in the header."""
     from diffusers.utils import convert_state_dict_to_diffusers

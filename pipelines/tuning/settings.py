@@ -21,7 +21,9 @@ class TrainerSettings:
     # One micro-batch per optimizer step, as the diffusers DreamBooth examples' default.
     accumulation: Annotated[int, Interval(ge=1, le=64), doc("Gradient accumulation steps.")] = 1
     # Upscaling an image more than 2x blurs the concept the model is asked to learn: such an image is refused.
-    max_upscale: Annotated[float, Interval(ge=1.0, le=16.0), doc("Largest upscale accepted for a concept image.")] = 2.0
+    max_upscale: Annotated[float, Interval(ge=1.0, le=16.0), doc("Largest upscale accepted for a concept image.")] = (
+        2.0
+    )
     # The DreamBooth papers tune on 3-5 images; more than 20 gains little and slows the run (a note, not an error).
     advised_images: tuple[int, int] = (3, 20)
     # AdamW as diffusers' examples: betas (0.9, 0.999), eps 1e-8, weight decay 1e-2, clip at 1.0.

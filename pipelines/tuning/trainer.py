@@ -212,7 +212,9 @@ def train(
         for k in range(config.accumulation):
             micro = step * config.accumulation + k
             with accelerator.accumulate(backbone.unet), accelerator.autocast():
-                loss, figures = _micro_step(backbone, recipe, scheduler, num_t, examples, prior, config, micro, conditioner)
+                loss, figures = _micro_step(
+                    backbone, recipe, scheduler, num_t, examples, prior, config, micro, conditioner
+                )
                 accelerator.backward(loss)
                 if accelerator.sync_gradients:
                     recipe.mask_gradients(backbone)
@@ -304,7 +306,9 @@ def _save(
     shutil.rmtree(temp, ignore_errors=True)
     temp.mkdir(parents=True)
     accelerator.save_state(str(temp))  # optimizer moments and RNG states
-    safetensors.torch.save_file({k: v.detach().cpu().contiguous() for k, v in params.items()}, temp / "weights.safetensors")
+    safetensors.torch.save_file(
+        {k: v.detach().cpu().contiguous() for k, v in params.items()}, temp / "weights.safetensors"
+    )
     progress = {"step": step, "losses": losses, "extra": extras, "fingerprint": key}
     (temp / "progress.json").write_text(json.dumps(progress))  # written last: its presence marks a whole checkpoint
     shutil.rmtree(final, ignore_errors=True)

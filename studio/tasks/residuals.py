@@ -48,8 +48,14 @@ def applied(options: ResidualsOptions, job: Any, backbone: Any, index: int) -> I
         raise InputError(f"--lag needs a residuals file made by `studio train residuals`: {options.file}")
     prompt = extract_loras(job.prompt)[0]
     try:
-        with lag_residuals(backbone, prompt, recipe["token"], recipe["class"], adapter=control_adapter(index),
-                           threshold=options.threshold) as controls:
+        with lag_residuals(
+            backbone,
+            prompt,
+            recipe["token"],
+            recipe["class"],
+            adapter=control_adapter(index),
+            threshold=options.threshold,
+        ) as controls:
             yield controls
     except ValueError as exc:
         if "LAG needs" in str(exc) or "no residuals" in str(exc):

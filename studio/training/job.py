@@ -164,8 +164,14 @@ def run_training(
     request.out.mkdir(parents=True, exist_ok=True)
     try:
         result = train(
-            backbone, recipe, examples, config, checkpoints=request.out / CHECKPOINT_FOLDER, prior=prior,
-            on_step=on_step, cancel=cancel,
+            backbone,
+            recipe,
+            examples,
+            config,
+            checkpoints=request.out / CHECKPOINT_FOLDER,
+            prior=prior,
+            on_step=on_step,
+            cancel=cancel,
         )
     except CheckpointMismatchError as exc:
         raise InputError(str(exc)) from None
