@@ -139,3 +139,32 @@ def test_sdxl_lora_on_an_sd15_model(runner, tmp_path, tiny_sd15_dir):
     path = LoraRecipe().save(backbone, tmp_path / "xl.safetensors", {})
     result = runner.invoke(app, ["generate", "a", "--model", str(tiny_sd15_dir), *GEN, "--lora", str(path)])
     one_line_error(result, "does not fit this model")
+
+
+@pytest.mark.slow
+def test_prior_preservation_generates_class_images_once(tmp_path, tiny_sd15_dir, monkeypatch):
+    """Class images come from the model itself, cached by model, prompt and seed; the prior term is reported."""
+    from studio.model_cache import ModelCache
+    from studio.training.job import TrainRequest, run_training
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    images = write_concept_folder(tmp_path / "images")
+    options = {"prior_preservation": True, "class_images": 2}
+    request = TrainRequest(
+        recipe="lora",
+        images=images,
+        token="sks",
+        cls="star",
+        out=tmp_path / "out",
+        steps=1,
+        model=str(tiny_sd15_dir),
+        options=options,
+        prompt="a {token} {cls}",
+    )
+    report = run_training(request, ModelCache())
+    assert len(report["extra_curves"]["prior_loss"]) == 1
+    cached = sorted((tmp_path / "cache" / "diffusion-studio" / "class-images").glob("*/*.png"))
+    assert len(cached) == 2
+    stamps = [p.stat().st_mtime_ns for p in cached]
+    run_training(TrainRequest(**{**request.__dict__, "out": tmp_path / "out2"}), ModelCache())
+    assert [p.stat().st_mtime_ns for p in cached] == stamps  # read back, not generated again
