@@ -47,7 +47,10 @@ class LoraRecipe(Recipe):
             if self.text_encoder:
                 for name, module in components(backbone).items():
                     if name != "unet":
-                        module.add_adapter(self._config(LORA_TEXT_TARGETS), adapter_name=ADAPTER)
+                        try:
+                            module.add_adapter(self._config(LORA_TEXT_TARGETS), adapter_name=ADAPTER)
+                        except ValueError as exc:  # transformers' peft integration refuses an older peft
+                            raise ValueError(f"text-encoder LoRA: {exc}") from None
 
     def save(self, backbone: Backbone, path: Path, metadata: dict[str, str]) -> Path:
         return save_adapters(backbone, path, metadata)

@@ -114,7 +114,11 @@ def run_training(
     on_note: Callable[[str], None] | None = None,
     cancel: Any = None,
 ) -> dict[str, Any]:
-    """Train, write `out/<file_name>` and `out/report.json`; return the report. Resumes from `out/checkpoints`."""
+    """Train, write `out/<file_name>` and `out/report.json`; return the report. Resumes from `out/checkpoints`.
+
+    The model from `models` is tuned in place (adapters added, weights changed): give the job a cache of its
+    own (the CLI's process has one), never one that later serves generation jobs.
+    """
     from pipelines.backbone import Backbone
     from pipelines.tuning.data import encode_examples
     from pipelines.tuning.settings import PROMPTS, TRAINER
