@@ -155,7 +155,9 @@ def run_training(
     options = request.options
     prior = None
     if request.recipe == "lora" and options.get("prior_preservation", defaults.prior_preservation):
-        prior = _prior_examples(backbone, request, resolution, options.get("class_images", defaults.class_images))
+        prior = _prior_examples(
+            backbone, request, prompts, resolution, options.get("class_images", defaults.class_images)
+        )
     config = TrainConfig(
         steps=request.steps or defaults.steps,
         learning_rate=request.learning_rate or defaults.learning_rate,
@@ -223,12 +225,17 @@ def _fill(template: str, request: TrainRequest) -> str:
     return template.replace("{token}", request.token).replace("{cls}", request.cls)
 
 
-def _prior_examples(backbone: Any, request: TrainRequest, resolution: int, count: int) -> Any:
+def _prior_examples(backbone: Any, request: TrainRequest, prompts: list[str], resolution: int, count: int) -> Any:
+    """`count` class images: the instance captions without the identifier (DreamBooth's class prompt), in turn."""
     from pipelines.tuning.data import encode_examples
-    from pipelines.tuning.settings import PROMPTS
     from studio.training.class_images import class_images
 
-    template = request.prompt or PROMPTS.template
-    prompt = " ".join(_fill(template.replace("{token}", ""), request).split())  # the instance prompt, no identifier
-    images = class_images(backbone, request.model, prompt, count, request.seed)
-    return encode_examples(backbone, images, [prompt] * len(images), None, resolution)
+    pattern = re.compile(rf"(?<!\S){re.escape(request.token)}(?!\S)\s*")
+    class_prompts = list(dict.fromkeys(" ".join(pattern.sub("", p).split()) for p in prompts))
+    shares = [count // len(class_prompts) + (i < count % len(class_prompts)) for i in range(len(class_prompts))]
+    images, captions = [], []
+    for prompt, share in zip(class_prompts, shares, strict=True):
+        if share:
+            images += class_images(backbone, request.model, prompt, share, request.seed)
+            captions += [prompt] * share
+    return encode_examples(backbone, images, captions, None, resolution)
