@@ -73,8 +73,8 @@ class CheckpointMismatchError(ValueError):
 
 
 def fingerprint(recipe: Recipe, config: TrainConfig, examples: ConceptExamples, prior: ConceptExamples | None) -> str:
-    """What must match for a checkpoint to continue this run (the step count may grow)."""
-    described = {"recipe": recipe.describe(), "config": {**asdict(config), "steps": None}}
+    """What must match for a checkpoint to continue this run (the step count and checkpoint spacing may change)."""
+    described = {"recipe": recipe.describe(), "config": {**asdict(config), "steps": None, "checkpoint_every": None}}
     digest = hashlib.sha256(json.dumps(described, sort_keys=True).encode())
     for part in (examples, prior):
         if part is not None:
