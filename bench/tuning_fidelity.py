@@ -4,7 +4,7 @@ For each held-out concept (5 reference renders with their masks, captioned in th
 identifier before the class word) and each recipe, train, then generate `--samples` images of the identifier
 prompt and count how many the toyworld detector reads as the concept (colour, pattern, shape). The untuned
 model is measured with the same seeds. For residuals, also the background change vs the untuned image with and
-without LAG (mean absolute pixel difference outside the concept's detected mask).
+without LAG (mean absolute pixel difference over the whole image, 0-255).
 
     nice -n 10 python bench/tuning_fidelity.py --concepts twotone_star --recipes lora --steps 150 \
         --out /tmp/fidelity.json
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--samples", type=int, default=10)
     parser.add_argument("--token", default="sks")
+    parser.add_argument("--prior", type=int, default=0, help="LoRA: prior preservation with N class images")
     parser.add_argument("--out", type=Path, default=Path("tuning_fidelity.json"))
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -103,6 +104,9 @@ def main() -> None:
                     steps=args.steps,
                     learning_rate=args.lr,
                     batch_size=args.batch_size,
+                    options={"prior_preservation": True, "class_images": args.prior}
+                    if args.prior and recipe == "lora"
+                    else {},
                 )
                 models = ModelCache()
                 report = run_training(request, models)
@@ -112,6 +116,7 @@ def main() -> None:
                     "concept": concept_name,
                     "recipe": recipe,
                     "steps": args.steps,
+                    "prior": args.prior if recipe == "lora" else 0,
                     "rate": float(np.mean([present(im, concept_name) for im in images])),
                     "untuned_rate": base_rate,
                     "samples": args.samples,
