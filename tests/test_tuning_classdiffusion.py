@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 import torch.nn.functional as F
 
@@ -84,3 +85,20 @@ def test_classdiffusion_file_applies_and_restores(tmp_path: Path):
     assert all(torch.equal(p.detach(), kv[n]) for n, p in target.pipe.unet.named_parameters() if n in kv)
     again = generate(target, PROMPT, generator=torch.Generator().manual_seed(0), **run).latents
     torch.testing.assert_close(again, base, atol=0, rtol=0)
+
+
+@pytest.mark.slow
+def test_sdxl_learns_the_token_in_both_text_encoders_and_the_file_reproduces_it(tmp_path: Path):
+    import json
+
+    backbone, result = trained(ClassDiffusionRecipe(token="sks", cls="star"), family="sdxl", steps=1, lr=1e-2)
+    assert result.extra["spl"][0] > 0
+    meta = {RECIPE_KEY: json.dumps({"recipe": "classdiffusion", "token": "sks", "class": "star"})}
+    path = ClassDiffusionRecipe(token="sks", cls="star").save(backbone, tmp_path / "xl.safetensors", meta)
+    target = tiny_backbone("sdxl")
+    run = {"num_inference_steps": 2, "width": 64, "height": 64}
+    with applied_classdiffusion(target, path):
+        assert "sks" in target.pipe.tokenizer.get_vocab() and "sks" in target.pipe.tokenizer_2.get_vocab()
+        tuned = generate(target, PROMPT, generator=torch.Generator().manual_seed(0), **run).latents
+    reference = generate(backbone, PROMPT, generator=torch.Generator().manual_seed(0), **run).latents
+    torch.testing.assert_close(tuned, reference, atol=1e-5, rtol=0)
