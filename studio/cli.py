@@ -43,6 +43,7 @@ from studio.errors import InputError
 from studio.providers import declared_entry_points
 from studio.registry import Registry, default_registry
 from studio.task_commands import check_files, task_command
+from studio.training.cli import train_app
 
 if TYPE_CHECKING:
     from studio.jobs import Job
@@ -123,6 +124,7 @@ def build_app(registry: Registry) -> typer.Typer:
 
     app.command()(doctor)
     app.command(name="batch")(batch_command(registry))
+    app.add_typer(train_app(), name="train")
     for name, entry in declared_entry_points(COMMAND_GROUP).items():
         app.command(name=name, **PLUGIN_COMMAND)(plugin_command(entry))
     return app

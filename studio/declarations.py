@@ -18,6 +18,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -52,9 +53,11 @@ class MaskPath:
 
 @dataclass(frozen=True)
 class WeightPath:
-    """The field names a weight file (an adapter, a LoRA): its content is hashed with the job's inputs and
-    its path made portable in metadata like an image's, so `studio run` re-creates the output or says which
-    file changed."""
+    """The field names a weight file (an adapter, a LoRA, residuals): checked by its bytes before any model
+    loads (a pickle is refused unread), its content hashed with the job's inputs and its path made portable
+    in metadata like an image's, so `studio run` re-creates the output or says which file changed."""
+
+    label: str = "weights"  # how errors name it ("LoRA", "residuals")
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,11 @@ class ControlDeclaration:
     summary: str
     options: type[Options]
     build: Callable[[Any, Job, Backbone], Sequence[Any]]  # (options, job, backbone) -> Controls
+    # A control that changes the model for the run (weights swapped in, hooks) says how, as a context manager
+    # (options, job, backbone, index in job.controls) -> yields its Controls; the runner exits it in `finally`.
+    applied: Callable[[Any, Job, Backbone, int], AbstractContextManager[Sequence[Any]]] | None = None
+    # Options name a LoRA-format file (`file`, `scale`): the runner loads it with the prompt's <lora:...> tags.
+    loads_lora: bool = False
     shortcut: Shortcut | None = None  # plain flags on every task command, besides `--control KIND:...`
 
 

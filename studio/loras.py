@@ -33,6 +33,7 @@ class LoraFile:
     name: str
     scale: float
     path: Path
+    adapter: str | None = None  # the peft adapter name; None: studio_lora_<position>
 
 
 def lora_dirs() -> list[Path]:
@@ -53,6 +54,36 @@ def prompt_loras(job: Job) -> list[tuple[str, float]]:
     return found
 
 
+def check_weights_file(path: Path, label: str) -> Path:
+    """`path` if it is a readable safetensors file; a pickle is refused unread, anything else named."""
+    if not path.is_file():
+        raise InputError(f"{label} file not found: {path}")
+    kind = sniff_weights_file(path)
+    if kind in (FileKind.PICKLE, FileKind.TORCH_ZIP):
+        raise pickle_refusal(path, kind)
+    if kind is not FileKind.SAFETENSORS:
+        raise InputError(f"{label} {path.name} is not a safetensors file ({kind.value} content)")
+    return path
+
+
+def control_loras(job: Job) -> list[LoraFile]:
+    """The LoRA-format files the job's extra controls name (`--lora`, `--residuals`), checked, in order."""
+    found = []
+    for index, spec in enumerate(job.controls):
+        declaration = job.registry.controls.get(spec.kind)
+        if declaration is None or not declaration.loads_lora:
+            continue
+        options = job.registry.control_options(spec, index)
+        path = check_weights_file(Path(options.file).expanduser(), spec.kind)
+        found.append(LoraFile(path.stem, float(getattr(options, "scale", 1.0)), path, control_adapter(index)))
+    return found
+
+
+def control_adapter(index: int) -> str:
+    """The peft adapter name of the file of `job.controls[index]` (LAG finds its residuals by it)."""
+    return f"studio_control_{index}"
+
+
 def resolve_lora(name: str, folders: list[Path]) -> Path:
     """`NAME.safetensors` in the first folder that has it, checked to be safetensors by its bytes."""
     if not name or "/" in name or "\\" in name or name in (".", ".."):
@@ -71,9 +102,10 @@ def resolve_lora(name: str, folders: list[Path]) -> Path:
 
 
 def resolved_loras(job: Job) -> list[LoraFile]:
-    """Every LoRA the job's prompts name, each found and checked; raises a one-line error otherwise."""
+    """Every LoRA the job's prompts and extra controls name, each found and checked; else a one-line error."""
     folders = lora_dirs()
-    return [LoraFile(name, scale, resolve_lora(name, folders)) for name, scale in prompt_loras(job)]
+    tags = [LoraFile(name, scale, resolve_lora(name, folders)) for name, scale in prompt_loras(job)]
+    return tags + control_loras(job)
 
 
 @contextlib.contextmanager
@@ -88,7 +120,7 @@ def applied_loras(pipe: Any, loras: list[LoraFile]) -> Iterator[None]:
     try:
         names = []
         for index, lora in enumerate(loras):
-            name = f"studio_lora_{index}"
+            name = lora.adapter or f"studio_lora_{index}"
             try:
                 pipe.load_lora_weights(str(lora.path.parent), weight_name=lora.path.name, adapter_name=name)
             except (ValueError, KeyError, RuntimeError, OSError) as exc:

@@ -12,6 +12,7 @@ CPU `torch.Generator` seeded with the job's seed, so a seed means the same noise
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
@@ -76,10 +77,7 @@ def run_job(
 
 def _run_loaded(job: Job, pipe: Any, options: Any, progress: _Progress, cancel: CancelToken | None) -> JobResult:
     """Build the backbone and the extra controls on the loaded pipeline, and call the task."""
-    import torch
-
     from pipelines.backbone import Backbone
-    from pipelines.events import Cancelled
 
     registry = job.registry
     try:
@@ -87,9 +85,22 @@ def _run_loaded(job: Job, pipe: Any, options: Any, progress: _Progress, cancel: 
     except TypeError as exc:
         raise RunError(f"{job.model}: {exc}") from exc
     controls = []
-    for index, spec in enumerate(job.controls):
-        declaration = registry.control(spec.kind)
-        controls += declaration.build(registry.control_options(spec, index), job, backbone)
+    with contextlib.ExitStack() as applied:  # controls that change the model for this run are undone on exit
+        for index, spec in enumerate(job.controls):
+            declaration = registry.control(spec.kind)
+            control_options = registry.control_options(spec, index)
+            controls += declaration.build(control_options, job, backbone)
+            if declaration.applied is not None:
+                controls += applied.enter_context(declaration.applied(control_options, job, backbone, index))
+        return _run_task(job, options, backbone, controls, progress, cancel)
+
+
+def _run_task(job: Job, options: Any, backbone: Any, controls: list, progress: _Progress, cancel: Any) -> JobResult:
+    import torch
+
+    from pipelines.events import Cancelled
+
+    registry = job.registry
     try:
         return registry.task(job.task).run(TaskRun(job, options, backbone, controls, progress, cancel))
     except Cancelled as exc:

@@ -162,7 +162,10 @@ def _shortcut_params(registry: Registry) -> list[inspect.Parameter]:
             info = declaration.options.model_fields[name]
             text = shortcut.help.get(name) or info.description or ""
             option = typer.Option(flag, help=text, show_default=False)
-            params.append(_param(f"{kind}__{name}", Annotated[list[str] | None, option], None))
+            if info.annotation is bool:  # a switch: given once, it holds for every control the primary flags add
+                params.append(_param(f"{kind}__{name}", Annotated[bool, option], False))
+            else:
+                params.append(_param(f"{kind}__{name}", Annotated[list[str] | None, option], None))
     return params
 
 
@@ -173,7 +176,7 @@ def _shortcut_controls(registry: Registry, values: dict[str, Any]) -> list[dict[
         shortcut = declaration.shortcut
         if shortcut is None:
             continue
-        columns = {name: list(values.get(f"{kind}__{name}") or []) for name in shortcut.flags}
+        columns = {name: _column(values.get(f"{kind}__{name}")) for name in shortcut.flags}
         count = len(columns[shortcut.primary])
         primary_flag = shortcut.flags[shortcut.primary]
         if not count:
@@ -197,6 +200,13 @@ def _shortcut_controls(registry: Registry, values: dict[str, Any]) -> list[dict[
                 options.update(_split_suffix(options[shortcut.primary], shortcut.primary, shortcut.suffix))
             specs.append({"kind": kind, "options": options})
     return specs
+
+
+def _column(value: list[str] | bool | None) -> list[Any]:
+    """A shortcut flag's values: a repeatable flag's list, or [True] for a switch that was given."""
+    if isinstance(value, bool):
+        return [True] if value else []
+    return list(value or [])
 
 
 def _split_suffix(text: str, primary: str, suffix: str) -> dict[str, Any]:
@@ -348,8 +358,9 @@ def check_files(job: Job) -> None:
             open_image(path)
             continue
         if isinstance(marker, WeightPath):
-            if not Path(path).expanduser().is_file():
-                raise InputError(f"{path}: no such weight file")
+            from studio.loras import check_weights_file
+
+            check_weights_file(Path(path).expanduser(), marker.label)
             continue
         owner = None
         if marker.of:  # the record's own field of that name, else the job's

@@ -35,6 +35,7 @@ from torch import Tensor
 import attention_processors
 from attention_processors import BatchLayout, Control, Row, SiteFilter, StepWindow, attention_control
 from attention_processors.attention_maps import CrossAttentionMaps
+from attention_processors.block_maps import BlockTokenMaps
 from attention_processors.ip_adapter import IPAdapter
 from attention_processors.multi_reference import MultiReferenceSelfAttention
 from attention_processors.regional import RegionalCrossAttention, TextRegion
@@ -132,6 +133,14 @@ def cond_rows(layout: BatchLayout) -> dict[int, list[int]]:
 def _maps_of(control: Control) -> dict[int, Tensor]:
     assert isinstance(control, CrossAttentionMaps)
     return control.maps()
+
+
+def _block_masks_of(control: Control) -> dict[int, Tensor]:
+    """LAG's binary masks (first block) keyed by the conditional row of their stream."""
+    assert isinstance(control, BlockTokenMaps)
+    layout = control.layout
+    assert isinstance(layout, BatchLayout)
+    return {layout.index("target", "cond", item): mask for item, mask in control.masks().items()}
 
 
 ENTRIES: tuple[Entry, ...] = (
@@ -232,6 +241,18 @@ ENTRIES: tuple[Entry, ...] = (
         "test_attention_maps.py checks the maps against an explicit softmax",
         observer=True,
         readout=_maps_of,
+    ),
+    Entry(
+        name="lag_block_masks",
+        build=lambda s: BlockTokenMaps(token_indices={-1: [1, 2]}, blocks=None),
+        switched_off=(lambda s: BlockTokenMaps(token_indices={-1: [1, 2]}, blocks=frozenset()),),
+        layout=BatchLayout.with_cfg(["target", "target"]),
+        items=((0, 2), (1, 3)),
+        behaviour_test=None,
+        no_behaviour_test_because="LAG's effect is measured by bench/tuning_fidelity.py (background change); "
+        "test_tuning_residuals.py checks the gate at masks of ones and zeros",
+        observer=True,
+        readout=_block_masks_of,
     ),
     Entry(
         name="ip_adapter",

@@ -205,7 +205,7 @@ def test_the_plain_flags_say_the_same_job_as_control():
              "--image-prompt", "c.png", "--image-prompt-mask", "l.png", "--image-prompt-mask", "r.png"],
             "got 2 --image-prompt-mask for 3 --image-prompt",
         ),
-        (["--ip-adapter", "missing.safetensors", "--image-prompt", "ref.png"], "missing.safetensors: no such weight"),
+        (["--ip-adapter", "missing.safetensors", "--image-prompt", "ref.png"], "IP-Adapter file not found: missing.safetensors"),
     ],
 )  # fmt: skip
 def test_plain_flag_mistakes_are_one_line(runner, workdir, args, message):

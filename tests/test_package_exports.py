@@ -2,7 +2,7 @@
 
 Why: `pipelines` and `attention_processors` export names lazily (PEP 562). Python binds a submodule to
 its package's attribute of the same name when the submodule is imported, so a function named like its
-module (`pipelines.generate` once lived in `pipelines/generate.py`) became the module for every later
+module (`pipelines.text_to_image` once lived in `pipelines/text_to_image.py`) became the module for every later
 `from pipelines import generate`, depending on which test or user code had imported it first.
 """
 

@@ -132,7 +132,7 @@ def test_the_default_cli_composes_a_control_from_a_job_file(runner, workdir):
 
 
 UNKNOWN = {
-    "control-kind": (["generate", "x", "--control", "dance"], "unknown control kind 'dance'; known: face_id, ip_adapter, uniform"),
+    "control-kind": (["generate", "x", "--control", "dance"], "unknown control kind 'dance'; known: classdiffusion, face_id, ip_adapter, lora, residuals, uniform"),
     "control-option": (["generate", "x", "--control", "uniform:speed=2"], "unknown option controls[0].uniform.speed"),
     "control-range": (["generate", "x", "--control", "uniform:end=2"], "must be between 0.0 and 1.0"),
     "control-syntax": (["generate", "x", "--control", "uniform:end"], "write KIND:key=value,key=value"),

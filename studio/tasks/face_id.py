@@ -25,7 +25,7 @@ FACE_MODELS_ENV = "DIFFUSION_STUDIO_FACE_MODELS"
 
 
 class FaceIDOptions(Options):
-    file: Annotated[str, WeightPath()] = Field(
+    file: Annotated[str, WeightPath(label="FaceID adapter")] = Field(
         min_length=1,
         max_length=MAX_PATH,
         description="IP-Adapter-FaceID weights (.safetensors, official key layout: FaceID, FaceID-Plus or PlusV2).",

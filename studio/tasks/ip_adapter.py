@@ -25,7 +25,7 @@ class AdapterFileError(InputError):
 
 
 class IPAdapterOptions(Options):
-    file: Annotated[str, WeightPath()] = Field(
+    file: Annotated[str, WeightPath(label="IP-Adapter")] = Field(
         min_length=1, max_length=MAX_PATH, description="IP-Adapter weights (.safetensors, official key layout)."
     )
     image: Annotated[str, ImagePath()] = Field(min_length=1, max_length=MAX_PATH, description="The image prompt.")
