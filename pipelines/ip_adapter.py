@@ -7,12 +7,11 @@ their processors).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import PIL.Image
-from diffusers.loaders.unet_loader_utils import _maybe_expand_lora_scales
 from torch import Tensor, nn
 
 from attention_processors.ip_adapter import ImageBranch, IPAdapter
@@ -20,12 +19,11 @@ from attention_processors.ip_adapter_settings import IP_ADAPTER
 from attention_processors.selection import StepWindow
 from pipelines.backbone import Backbone
 from pipelines.ip_adapter_images import encode_image_prompt, image_encoder_of
+from pipelines.ip_adapter_scales import BlockScales, site_scales
 from pipelines.ip_adapter_weights import AdapterWeights, build_projection, site_weights
 
 if TYPE_CHECKING:
     from pipelines.ip_adapter_faceid import FacePrompt
-
-BlockScales = Mapping[str, object]  # diffusers' per-block form: {"down": {"block_2": [0.0, 1.0]}, "up": ...}
 
 
 @dataclass(frozen=True)
@@ -38,14 +36,6 @@ class ImagePrompt:
     # left out of a dict get 0, as in diffusers.
     scale: float | BlockScales = IP_ADAPTER.scale
     mask: Tensor | None = None  # [H, W] in [0, 1] (e.g. from diffusers' IPAdapterMaskProcessor); None: everywhere
-
-
-def site_scales(unet: nn.Module, scale: float | BlockScales) -> float | dict[str, float]:
-    """A float as is; a per-block dict expanded to {module-name prefix: scale} with diffusers' own expander."""
-    if not isinstance(scale, Mapping):
-        return float(scale)
-    (expanded,) = _maybe_expand_lora_scales(unet, [dict(scale)], default_scale=0.0)
-    return {prefix: float(value) for prefix, value in expanded.items()}
 
 
 def image_prompt_control(

@@ -29,8 +29,8 @@ from pipelines.backbone import Backbone
 from pipelines.control_loras import UnetLora
 from pipelines.face_settings import FACE_ID
 from pipelines.faces import Face, analyse_face
-from pipelines.ip_adapter import BlockScales, site_scales
 from pipelines.ip_adapter_images import image_encoder_of
+from pipelines.ip_adapter_scales import BlockScales, site_scales
 from pipelines.ip_adapter_weights import AdapterWeights, build_projection, site_weights
 
 

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipelines.sampler_names import DEFAULT_SAMPLER, canonical_sampler
 from studio.errors import JobSpecError, MetadataError
+from studio.image_job import PARAMETERS_KEY, VERSION, ImageJob
 from studio.jobs import Job
-from studio.metadata import PARAMETERS_KEY, VERSION, ImageJob
 from studio.model_dirs import NamedModel, find_model
 
 if TYPE_CHECKING:

@@ -16,19 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pipelines.sampler_names import A1111_NAMES
 from studio.errors import MetadataError, StudioError
+from studio.image_job import JOB_KEY, PARAMETERS_KEY, VERSION, ImageJob
 from studio.images import open_for_metadata
 from studio.jobs import Job
 from studio.registry import Registry
 
-PARAMETERS_KEY = "parameters"
-JOB_KEY = "studio_job"
-VERSION = "diffusion-studio"  # A1111's `Version:` item, which tells our own texts apart
 _NEGATIVE_PREFIX = "Negative prompt:"
 
 
@@ -139,20 +136,6 @@ def png_text_chunks(job: Job, *, folder: Path | None = None) -> dict[str, str]:
     safe = portable_job(job, base=folder)
     parameters = a1111_parameters(safe, model_hash=local_model_hash(job.model))
     return {PARAMETERS_KEY: parameters, JOB_KEY: safe.to_json(indent=None)}
-
-
-@dataclass(frozen=True)
-class ImageJob:
-    """A job read back from an image, where it came from, and what could not be carried over.
-
-    `missing_model` names a model the metadata gave (by name or hash) that no model folder holds: the job
-    keeps the name, and running it needs `--model` (`studio.model_dirs.missing_model_error` says so).
-    """
-
-    job: Job
-    source: str  # "studio" | "a1111" | "comfyui"
-    notes: tuple[str, ...] = ()
-    missing_model: Any = None  # studio.model_dirs.NamedModel
 
 
 def read_job(path: str | os.PathLike[str], registry: Registry | None = None) -> ImageJob:

@@ -15,7 +15,6 @@ so they give the same bytes. The model is loaded once per worker (one `ModelCach
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import subprocess
@@ -66,17 +65,6 @@ def _set_threads(threads: int | None) -> None:
         import torch
 
         torch.set_num_threads(threads)
-
-
-def free_memory() -> None:
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:  # pragma: no cover
-        pass
 
 
 def run_groups(

@@ -14,6 +14,7 @@ items one after another.
 
 from __future__ import annotations
 
+import gc
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,6 @@ def render_group(group: list[Item], models: ModelCache, registry: Registry, root
 
 def render_group_retrying(group: list[Item], models: ModelCache, registry: Registry, root: Path) -> list[Rendered]:
     """On out-of-memory, free memory and run the group again once, in halves (a one-item group: again)."""
-    from studio.batch.engines import free_memory
-
     try:
         return render_group(group, models, registry, root)
     except OutOfMemory:
@@ -119,3 +118,14 @@ def _generate_batch(group: list[Item], models: ModelCache, registry: Registry, r
         done = job.replace(seed=job.seed, width=width, height=height, inputs=hashes)
         rendered.append(Rendered(item.key, (encode_png(image, png_text(done, root)),)))
     return rendered
+
+
+def free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
