@@ -119,6 +119,17 @@ def test_class_word_that_tokenizes_to_nothing(runner, tmp_path):
     one_line_error(runner.invoke(app, args), "--class is empty")
 
 
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [("--rank", "0", "rank must be between 1 and 1024"), ("--lr", "2", "learning_rate must be between 0.0 and 1.0")],
+)
+def test_a_recipe_setting_out_of_its_range_is_one_line(runner, tmp_path, flag, value, message):
+    """The recipe's flags take their ranges from its settings (`pipelines.tuning.settings`)."""
+    images = write_concept_folder(tmp_path / "images")
+    one_line_error(runner.invoke(app, [*train_args(images, Path("toyworld"), tmp_path / "o"), flag, value]), message)
+    assert not (tmp_path / "o").exists()
+
+
 def test_pickle_lora_is_refused_unread(runner, tmp_path, tiny_sd15_dir):
     evil = write_malicious_pickle(tmp_path / "evil.safetensors", tmp_path / "pwned")
     result = runner.invoke(app, ["generate", "a", "--model", str(tiny_sd15_dir), *GEN, "--lora", str(evil)])

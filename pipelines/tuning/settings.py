@@ -44,7 +44,7 @@ class LoraSettings:
     rank: Annotated[int, Interval(ge=1, le=1024), doc("LoRA rank.")] = 4  # the script's --rank 4 (3 MB on SD1.5)
     # alpha = rank (the script's choice): the LoRA's scale alpha/rank is 1, so the learning rate means the same
     # at every rank.
-    alpha: Annotated[float, Interval(gt=0.0, le=4096.0), doc("LoRA alpha (scale alpha/rank); 0 means = rank.")] = 0.0
+    alpha: Annotated[float, Interval(ge=0.0, le=4096.0), doc("LoRA alpha (scale alpha/rank); 0 means = rank.")] = 0.0
     text_encoder: Annotated[bool, doc("Also tune the text encoder(s) (q/k/v/out projections).")] = False
     # Prior preservation is opt-in as in the script (--with_prior_preservation False); weight 1.0 and 100 class
     # images are its defaults when on.

@@ -7,6 +7,7 @@ ETA). The file it writes is used with `studio generate --lora FILE[:SCALE]` or `
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -19,96 +20,62 @@ Images = Annotated[
 ]
 Token = Annotated[str, typer.Option("--token", help="The identifier word, e.g. sks.")]
 ClassWord = Annotated[str, typer.Option("--class", help="The concept's class word, e.g. star.")]
-Steps = Annotated[int | None, typer.Option("--steps", min=1, help="Optimizer steps (default: the recipe's).")]
 Model = Annotated[str, typer.Option("--model", "-m", help="Model reference (default: the bundled toyworld).")]
 OutDir = Annotated[
     Path | None, typer.Option("--out", "-o", help="Output folder (default: tuned/<token>_<class>_<recipe>).")
 ]
 Seed = Annotated[int, typer.Option("--seed", "-s", help="Seed of the adapter init, batch order and noise.")]
-Lr = Annotated[float | None, typer.Option("--lr", min=0.0, help="Learning rate (default: the recipe's).")]
-Batch = Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per step (default: the recipe's).")]
 Prompt = Annotated[str | None, typer.Option("--prompt", help="Caption template with {token} and {cls}.")]
-Every = Annotated[int | None, typer.Option("--checkpoint-every", min=1, help="Checkpoint every N steps.")]
 
 
 def train_app() -> typer.Typer:
+    """One command per recipe declaration: the shared flags, then the recipe's own (`studio.training.recipes`)."""
+    from studio.training.recipes import RECIPE_DECLARATIONS
+
     app = typer.Typer(
         help="Tune a model on a folder of concept images (LoRA, ClassDiffusion, residuals).", no_args_is_help=True
     )
-
-    @app.command()
-    def lora(
-        images: Images,
-        token: Token,
-        cls: ClassWord,
-        steps: Steps = None,
-        model: Model = "toyworld",
-        out: OutDir = None,
-        seed: Seed = 0,
-        lr: Lr = None,
-        batch_size: Batch = None,
-        prompt: Prompt = None,
-        rank: Annotated[int | None, typer.Option("--rank", min=1, help="LoRA rank (default 4).")] = None,
-        text_encoder: Annotated[bool, typer.Option("--text-encoder", help="Also tune the text encoder(s).")] = False,
-        prior: Annotated[
-            bool, typer.Option("--prior", help="Prior preservation with generated class images.")
-        ] = False,
-        class_images: Annotated[int | None, typer.Option("--class-images", min=1, help="Class images (100).")] = None,
-        checkpoint_every: Every = None,
-        device: Device = "auto",
-        precision: Precision = "auto",
-        debug: Debug = False,
-    ) -> None:
-        """DreamBooth-LoRA: peft LoRA on the UNet's attention projections; a diffusers-format .safetensors."""
-        options: dict[str, Any] = {"text_encoder": text_encoder, "prior_preservation": prior}
-        if rank is not None:
-            options["rank"] = rank
-        if class_images is not None:
-            options["class_images"] = class_images
-        _run("lora", locals(), options)
-
-    @app.command()
-    def classdiffusion(
-        images: Images,
-        token: Token,
-        cls: ClassWord,
-        steps: Steps = None,
-        model: Model = "toyworld",
-        out: OutDir = None,
-        seed: Seed = 0,
-        lr: Lr = None,
-        batch_size: Batch = None,
-        prompt: Prompt = None,
-        spl_weight: Annotated[float | None, typer.Option("--spl-weight", min=0.0, help="SPL weight λ (1).")] = None,
-        checkpoint_every: Every = None,
-        device: Device = "auto",
-        precision: Precision = "auto",
-        debug: Debug = False,
-    ) -> None:
-        """ClassDiffusion: cross-attention K/V and a new token, with the semantic preservation loss."""
-        _run("classdiffusion", locals(), {} if spl_weight is None else {"spl_weight": spl_weight})
-
-    @app.command()
-    def residuals(
-        images: Images,
-        token: Token,
-        cls: ClassWord,
-        steps: Steps = None,
-        model: Model = "toyworld",
-        out: OutDir = None,
-        seed: Seed = 0,
-        lr: Lr = None,
-        batch_size: Batch = None,
-        prompt: Prompt = None,
-        checkpoint_every: Every = None,
-        device: Device = "auto",
-        precision: Precision = "auto",
-        debug: Debug = False,
-    ) -> None:
-        """Personalized residuals: low-rank residuals on every transformer block's proj_out (use --lag to localise)."""
-        _run("residuals", locals(), {})
-
+    for declaration in RECIPE_DECLARATIONS:
+        app.command(name=declaration.name)(_recipe_command(declaration))
     return app
+
+
+_SHARED = [
+    ("images", Images, inspect.Parameter.empty),
+    ("token", Token, inspect.Parameter.empty),
+    ("cls", ClassWord, inspect.Parameter.empty),
+    ("model", Model, "toyworld"),
+    ("out", OutDir, None),
+    ("seed", Seed, 0),
+    ("prompt", Prompt, None),
+    ("device", Device, "auto"),
+    ("precision", Precision, "auto"),
+    ("debug", Debug, False),
+]
+
+
+def _recipe_command(declaration: Any) -> Any:
+    from studio.task_commands import _option_params, _options_from_flags
+    from studio.training.recipes import REQUEST_FIELDS
+
+    kw = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter(name, kw, annotation=kind, default=default) for name, kind, default in _SHARED]
+    params += _option_params(declaration.flags)
+
+    def command(**values: Any) -> None:
+        from studio.registry import validate_options
+
+        with studio_errors(values["debug"]):  # a value out of its range: one line that gives the range
+            given = _options_from_flags(declaration.flags, values)
+            flags = validate_options(declaration.flags, given, f"train {declaration.name}").model_dump()
+        request_values = {name: flags.pop(name) for name in REQUEST_FIELDS}
+        _run(declaration.name, values | request_values, flags)
+
+    command.__name__ = declaration.name
+    command.__doc__ = declaration.summary
+    command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    command.__annotations__ = {p.name: p.annotation for p in params}
+    return command
 
 
 def _run(recipe: str, given: dict[str, Any], options: dict[str, Any]) -> None:
@@ -125,7 +92,7 @@ def _run(recipe: str, given: dict[str, Any], options: dict[str, Any]) -> None:
             out=out,
             model=given["model"],
             steps=given["steps"],
-            learning_rate=given["lr"],
+            learning_rate=given["learning_rate"],
             batch_size=given["batch_size"],
             seed=given["seed"],
             prompt=given["prompt"],
