@@ -44,7 +44,7 @@ def main() -> None:
         start = time.time()
         v = fgs_views(backbone, alpha, objects=args.objects, views=args.views)
         print(f"  alpha {alpha:4.2f}: colour+pattern agree {v.agree:6.1%} of view pairs, views showing the "
-              f"reference's {v.transferred:6.1%}, mean-colour distance {v.distance:.4f}  ({time.time() - start:.0f} s)")
+              f"reference's {v.transferred:6.1%}, mean-colour distance {v.distance:.4f} ({time.time() - start:.0f} s)")
     print("command: python bench/visctrl_views.py " + " ".join(sys.argv[1:]))
 
 

@@ -51,3 +51,11 @@ def test_view_cases_show_one_object_at_distinct_places():
         assert len({(o.shape, o.color, o.pattern, o.size) for o in objects}) == 1
         assert len({o.position for o in objects}) == 3
         assert objects[0].color != reference.objects[0].color
+
+
+def test_the_told_prompt_differs_only_by_saying_the_patterns():
+    for case in composition_cases(10):
+        told, _ = parse_caption(case.told_prompt)
+        plain, _ = parse_caption(case.prompt)
+        assert [q.pattern for q in told] == [s.objects[0].pattern for s in case.references]
+        assert [(q.color, q.shape, q.position) for q in told] == [(q.color, q.shape, q.position) for q in plain]

@@ -20,7 +20,7 @@ from pipelines.customize import freecustom
 from pipelines.generate import generate
 from pipelines.mutual import mutual_edit
 from pipelines.reconstruct import reconstruct
-from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
+from pipelines.visctrl import FIRST_PASS, LATER_PASS, VISCTRL_RUN, visctrl
 from studio.cli import app
 
 
@@ -108,5 +108,5 @@ def test_the_masactrl_control_and_pipeline_control_the_same_levels():
     assert MutualSelfAttention().sites == decoder_self_attention(levels)
 
 
-def test_visctrl_crop_flag_is_the_pipeline_default_negated():
-    assert cli_default("visctrl", "crop") is (not pipeline_default(visctrl, "crop"))
+def test_visctrl_crop_flag_is_the_pipeline_default():
+    assert cli_default("visctrl", "crop") is pipeline_default(visctrl, "crop") is VISCTRL_RUN.crop

@@ -57,6 +57,7 @@ class CompositionCase:
     references: tuple[SceneSpec, SceneSpec]
     positions: tuple[str, str]
     prompt: str
+    told_prompt: str  # the same prompt saying each pattern too: what the model draws when it is told
 
     def captions(self) -> tuple[str, str]:
         """Each reference image's own caption (it says the pattern: that is what the reference shows)."""
@@ -102,7 +103,8 @@ def composition_cases(n: int, seed: int = COMPOSITION_SEED) -> list[CompositionC
             for i in range(2)
         )
         phrases = [f"{_article(colors[i])} {colors[i]} {shapes[i]} {positions[i]}" for i in range(2)]
-        out.append(CompositionCase(refs, positions, f"{phrases[0]} and {phrases[1]}"))
+        told = [f"{_article(colors[i])} {colors[i]} {patterns[i]} {shapes[i]} {positions[i]}" for i in range(2)]
+        out.append(CompositionCase(refs, positions, f"{phrases[0]} and {phrases[1]}", f"{told[0]} and {told[1]}"))
     return out
 
 
