@@ -10,6 +10,8 @@ evaluator scores every case with the method and without it and returns per-attri
   active (inversion and regeneration alone).
 - freecustom_composition: both references' objects appear at the places the prompt names, with their
   colours and their unsaid patterns. Baseline: the prompt generated from the same seed without references.
+- visctrl_ceiling: the target already drawn as asked, through the same passes without the control: what
+  inversion and regeneration keep of a finished transfer, the ceiling of VisCtrl's rate.
 - composition_told: the same cases generated with prompts that say each pattern, without references: what
   the model draws when told, the ceiling of a method that only has to supply the pattern.
 - fgs_views: several views of one object edited together; how often the views agree on the transferred
@@ -44,13 +46,14 @@ class AttributeRates:
     baseline: dict[str, float]
     cases: int
     baseline_cases: int
+    method_rows: tuple[dict[str, bool], ...] = ()  # per case, in case order: for breakdowns
 
     @classmethod
     def from_hits(cls, method: list[dict[str, bool]], baseline: list[dict[str, bool]]) -> AttributeRates:
         def rates(rows: list[dict[str, bool]]) -> dict[str, float]:
             return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} if rows else {}
 
-        return cls(rates(method), rates(baseline), len(method), len(baseline))
+        return cls(rates(method), rates(baseline), len(method), len(baseline), tuple(method))
 
     def lines(self, name: str) -> list[str]:
         out = []
@@ -105,6 +108,20 @@ def visctrl_transfer(backbone, cases: int = 40, baseline_cases: int | None = Non
     base_n = cases if baseline_cases is None else baseline_cases
     baseline = [visctrl_outcome(backbone, c, control=False, **options) for c in drawn[:base_n]]
     return AttributeRates.from_hits(method, baseline)
+
+
+def visctrl_ceiling(backbone, cases: int = 40, **options) -> AttributeRates:
+    """The transfer cases with the target object already drawn in the reference's colour and pattern, run
+    through the same passes with the control never active: how often inversion and regeneration alone keep
+    (and the detector reads) the appearance VisCtrl is asked for, the ceiling of its transfer rate.
+    Returned as the `method` column; there is no baseline."""
+    rows = []
+    for case in transfer_cases(cases):
+        obj = case.target.objects[0]
+        color, pattern = case.wanted
+        done = replace(case.target, objects=(replace(obj, color=color, pattern=pattern),))
+        rows.append(visctrl_outcome(backbone, replace(case, target=done), control=False, **options))
+    return AttributeRates.from_hits(rows, [])
 
 
 def _composition_hits(image: Image.Image, wanted: Sequence[tuple[str, str, str, str]]) -> dict[str, bool]:
