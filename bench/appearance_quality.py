@@ -5,7 +5,7 @@ VisCtrl and FreeCustom run on generated cases whose reference carries a trained 
 prompt leaves unsaid (toyworld/appearance_cases.py); the held-out concepts are for tuning methods.
 
 Run: python bench/appearance_quality.py [--quick] [--cases N] [--baseline-cases N] [--fgs-objects N] [--rows ...]
-     [--model DIR] [--threads N]
+     [--passes N] [--model DIR] [--threads N]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=24, help="VisCtrl and FreeCustom cases per row")
     parser.add_argument("--baseline-cases", type=int, default=8, help="the first N cases also run without the method")
     parser.add_argument("--fgs-objects", type=int, default=9, help="objects (3 views each) per FGS alpha")
+    parser.add_argument("--passes", type=int, default=None, help="VisCtrl passes (default: the pipeline's)")
     parser.add_argument("--rows", nargs="*", default=list(ROWS), choices=ROWS, help="rows to measure (default: all)")
     parser.add_argument("--model", default=None, help="toyworld model folder (default: the bundled one)")
     parser.add_argument("--threads", type=int, default=0)
@@ -68,9 +69,9 @@ def main() -> None:
         n = 1 if args.quick else 2
         print("  " + mutual_appearance(backbone, seeds=n).line("mutual"))
         print("  " + mutual_background(backbone, seeds=2 * n).line("mutual bg"), flush=True)
-    passes = VISCTRL_RUN.passes
+    passes = args.passes or VISCTRL_RUN.passes
     if "visctrl" in rows:
-        rates = visctrl_transfer(backbone, cases=cases, baseline_cases=baseline_cases)
+        rates = visctrl_transfer(backbone, cases=cases, baseline_cases=baseline_cases, passes=passes)
         show(f"visctrl x{passes}", rates)
         sizes = [c.target.objects[0].size or "medium" for c in transfer_cases(cases)]
         for size in ("small", "medium", "large"):
@@ -80,9 +81,10 @@ def main() -> None:
     if "visctrl-x1" in rows:
         show("visctrl x1", visctrl_transfer(backbone, cases=cases, baseline_cases=0, passes=1))
     if "visctrl-crop" in rows:
-        show(f"visctrl crop x{passes}", visctrl_transfer(backbone, cases=cases, baseline_cases=0, crop=True))
+        show(f"visctrl crop x{passes}", visctrl_transfer(backbone, cases=cases, baseline_cases=0, crop=True,
+                                                                    passes=passes))
     if "visctrl-ceiling" in rows:
-        show("ceiling (drawn)", visctrl_ceiling(backbone, cases=cases))
+        show(f"ceiling x{passes}", visctrl_ceiling(backbone, cases=cases, passes=passes))
     if "freecustom" in rows:
         show("freecustom w=3", freecustom_composition(backbone, cases=cases, baseline_cases=baseline_cases))
     if "freecustom-w6" in rows:
@@ -91,9 +93,9 @@ def main() -> None:
         show("told (no refs)", composition_told(backbone, cases=cases))
     if "fgs" in rows:
         objects = 3 if args.quick else args.fgs_objects
-        print(f"  Feature Gradual Sampling: {objects} objects x 3 views, VisCtrl defaults")
+        print(f"  Feature Gradual Sampling: {objects} objects x 3 views, VisCtrl x{passes}")
         for alpha in (0.0, 0.5, 1.0):
-            v = fgs_views(backbone, alpha, objects=objects, views=3)
+            v = fgs_views(backbone, alpha, objects=objects, views=3, passes=passes)
             print(f"    alpha {alpha:3.1f}: colour+pattern agree in {v.agree:6.1%} of view pairs, "
                   f"views showing the reference's {v.transferred:6.1%}, mean-colour distance {v.distance:.4f}",
                   flush=True)

@@ -1,6 +1,6 @@
 """Cross-view consistency of VisCtrl with Feature Gradual Sampling (FGS), against editing views apart.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/visctrl_views.py [--alphas 0 0.5 1] [--objects 9] [--views 3]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/visctrl_views.py [--alphas 0 0.5 1] [--objects 9] [--views 3] [--passes N]
 
 Each case (generated: toyworld/appearance_cases.py, view_cases) is one target object rendered at several
 positions (the "views") and a reference object of another colour and a pattern, both trained attributes.
@@ -34,6 +34,7 @@ def main() -> None:
     p.add_argument("--alphas", type=float, nargs="+", default=[0.0, 0.5, 1.0])
     p.add_argument("--objects", type=int, default=9)
     p.add_argument("--views", type=int, default=3)
+    p.add_argument("--passes", type=int, default=None, help="VisCtrl passes (default: the pipeline's)")
     p.add_argument("--threads", type=int, default=0)
     args = p.parse_args()
     if args.threads:
@@ -42,7 +43,8 @@ def main() -> None:
     print(f"VisCtrl views on {args.model}: {args.objects} objects x {args.views} views, VisCtrl defaults")
     for alpha in args.alphas:
         start = time.time()
-        v = fgs_views(backbone, alpha, objects=args.objects, views=args.views)
+        options = {} if args.passes is None else {"passes": args.passes}
+        v = fgs_views(backbone, alpha, objects=args.objects, views=args.views, **options)
         print(f"  alpha {alpha:4.2f}: colour+pattern agree {v.agree:6.1%} of view pairs, views showing the "
               f"reference's {v.transferred:6.1%}, mean-colour distance {v.distance:.4f} ({time.time() - start:.0f} s)")
     print("command: python bench/visctrl_views.py " + " ".join(sys.argv[1:]))
