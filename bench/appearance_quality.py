@@ -84,7 +84,7 @@ def main() -> None:
         show(f"visctrl crop x{passes}", visctrl_transfer(backbone, cases=cases, baseline_cases=0, crop=True,
                                                                     passes=passes))
     if "visctrl-ceiling" in rows:
-        show(f"ceiling x{passes}", visctrl_ceiling(backbone, cases=cases, passes=passes))
+        show(f"round trip x{passes}", visctrl_ceiling(backbone, cases=cases, passes=passes))
     if "freecustom" in rows:
         show("freecustom w=3", freecustom_composition(backbone, cases=cases, baseline_cases=baseline_cases))
     if "freecustom-w6" in rows:

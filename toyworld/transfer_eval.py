@@ -11,9 +11,10 @@ evaluator scores every case with the method and without it and returns per-attri
 - freecustom_composition: both references' objects appear at the places the prompt names, with their
   colours and their unsaid patterns. Baseline: the prompt generated from the same seed without references.
 - visctrl_ceiling: the target already drawn as asked, through the same passes without the control: what
-  inversion and regeneration keep of a finished transfer, the ceiling of VisCtrl's rate.
+  inversion and regeneration keep of a finished transfer (the round trip; the control supplies the
+  appearance again every pass, so VisCtrl can exceed it).
 - composition_told: the same cases generated with prompts that say each pattern, without references: what
-  the model draws when told, the ceiling of a method that only has to supply the pattern.
+  the model draws when told, a reference point for a method that only has to supply the pattern.
 - fgs_views: several views of one object edited together; how often the views agree on the transferred
   colour and pattern, for a Feature Gradual Sampling weight alpha.
 """
@@ -113,7 +114,8 @@ def visctrl_transfer(backbone, cases: int = 40, baseline_cases: int | None = Non
 def visctrl_ceiling(backbone, cases: int = 40, **options) -> AttributeRates:
     """The transfer cases with the target object already drawn in the reference's colour and pattern, run
     through the same passes with the control never active: how often inversion and regeneration alone keep
-    (and the detector reads) the appearance VisCtrl is asked for, the ceiling of its transfer rate.
+    (and the detector reads) the appearance VisCtrl is asked for. Not a bound on VisCtrl, whose control
+    supplies the appearance again every pass, but a measure of what each pass loses.
     Returned as the `method` column; there is no baseline."""
     rows = []
     for case in transfer_cases(cases):
