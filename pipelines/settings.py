@@ -71,8 +71,8 @@ class VisCtrlRunSettings:
 
     # The official script takes the iteration count from its user (`--iteration_num`, no default); the paper
     # shows 1-5. On toyworld's generated cases colour and pattern moved in 0/16 cases with one pass, 2/16 with
-    # three, 4/16 with five, 15/24 with eight and 9/16 with twelve (README, "Appearance methods on toyworld");
-    # each later pass costs one 5-step inversion and one 5-step edit.
+    # three, 4/16 with five, 15/24 with eight (9 of the first 16) and 9/16 with twelve (README, "Appearance
+    # methods on toyworld"); each later pass costs one 5-step inversion and one 5-step edit.
     passes: Annotated[int, Interval(ge=1, le=20), doc("View iterations (each edits the last).")] = 8
     # The official script always edits a crop of the object, resized to the model's size. On toyworld that
     # magnifies a 13-31 px object and its pattern 2-4x, a scale the model never drew: at eight passes the crop
