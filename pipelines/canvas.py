@@ -62,5 +62,8 @@ def object_canvas(mask: Tensor, size: int, margin: float = 0.15) -> Canvas:
 def whole_image_canvas(image: PIL.Image.Image, size: int) -> Canvas:
     """The whole (square) image as the canvas: for images already framed around their object."""
     if image.width != image.height:
-        raise ValueError(f"editing without a crop needs a square image, got {image.width}x{image.height}")
+        raise ValueError(
+            f"editing without a crop needs a square image, got {image.width}x{image.height}: "
+            "edit a square crop around the mask instead (crop=True, --crop)"
+        )
     return Canvas(left=0, top=0, side=image.width, size=size)

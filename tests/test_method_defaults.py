@@ -25,7 +25,7 @@ from pipelines.repainting import repaint
 from pipelines.text_to_image import generate
 from pipelines.uniform_edit import uniform_edit
 from pipelines.uniform_mixing import UniformMapMixing
-from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
+from pipelines.visctrl import FIRST_PASS, LATER_PASS, VISCTRL_RUN, visctrl
 from studio.cli import app
 
 
@@ -148,5 +148,5 @@ def test_the_masactrl_control_and_pipeline_control_the_same_levels():
     assert MutualSelfAttention().sites == decoder_self_attention(levels)
 
 
-def test_visctrl_crop_flag_is_the_pipeline_default_negated():
-    assert cli_default("visctrl", "crop") is (not pipeline_default(visctrl, "crop"))
+def test_visctrl_crop_flag_is_the_pipeline_default():
+    assert cli_default("visctrl", "crop") is pipeline_default(visctrl, "crop") is VISCTRL_RUN.crop
