@@ -74,11 +74,12 @@ class VisCtrlRunSettings:
     # three, 4/16 with five, 15/24 with eight (9 of the first 16) and 9/16 with twelve (README, "Appearance
     # methods on toyworld"); each later pass costs one 5-step inversion and one 5-step edit.
     passes: Annotated[int, Interval(ge=1, le=20), doc("View iterations (each edits the last).")] = 8
-    # The official script always edits a crop of the object, resized to the model's size. On toyworld that
-    # magnifies a 13-31 px object and its pattern 2-4x, a scale the model never drew: at eight passes the crop
-    # carried colour and pattern in 5/24 cases, the whole image in 15/24 (README); so the default edits the
-    # whole square image, and --crop is official.
-    crop: Annotated[bool, doc("Edit a square crop around the mask (official), not the whole square image.")] = False
+    # The official script always edits a crop of the object, resized to the model's size, and so does the studio
+    # by default: a photo's object is often small, and a crop takes any aspect ratio (the whole-image mode needs a
+    # square image). On toyworld's 64-px renders the crop magnifies a 13-31 px object and its pattern 2-4x, a
+    # scale the toy model never drew (eight passes: colour and pattern moved in 5/24 cases with the crop, 15/24
+    # on the whole image; README), so the toyworld measurements edit the whole image (`--no-crop`).
+    crop: Annotated[bool, doc("Edit a square crop around the mask (official); off: the whole square image.")] = True
     # Context around the object in the crop, as a share of its size (the official crop keeps some margin).
     margin: Annotated[float, Interval(ge=0.0, le=4.0), doc("Crop margin around the object.")] = 0.15
 

@@ -148,5 +148,6 @@ def test_the_masactrl_control_and_pipeline_control_the_same_levels():
     assert MutualSelfAttention().sites == decoder_self_attention(levels)
 
 
-def test_visctrl_crop_flag_is_the_pipeline_default():
-    assert cli_default("visctrl", "crop") is pipeline_default(visctrl, "crop") is VISCTRL_RUN.crop
+def test_visctrl_crop_flag_is_the_pipeline_default_negated():
+    """`--no-crop` is off by default: the crop (the official behaviour) is the pipeline's default."""
+    assert cli_default("visctrl", "crop") is (not pipeline_default(visctrl, "crop")) is (not VISCTRL_RUN.crop)

@@ -79,8 +79,13 @@ def _mask_tensor(mask: np.ndarray) -> torch.Tensor:
 
 
 def visctrl_outcome(backbone, case: TransferCase, *, control: bool = True, **options) -> dict[str, bool]:
-    """Run VisCtrl on one case (or, with control=False, the same passes with the control never active)."""
+    """Run VisCtrl on one case (or, with control=False, the same passes with the control never active).
+
+    On the whole image unless `crop=True` is given: the official crop magnifies toyworld's small objects to a
+    scale the model never drew (see `pipelines.settings.VisCtrlRunSettings.crop`)."""
     from pipelines.visctrl import FIRST_PASS, LATER_PASS, visctrl
+
+    options.setdefault("crop", False)
 
     if not control:
         options.setdefault("first_pass", replace(FIRST_PASS, start=1.0))

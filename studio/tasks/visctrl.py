@@ -44,7 +44,9 @@ class VisCtrlOptions(Options):
     start: float = setting(VISCTRL, "start")
     later_steps: int = Field(LATER_PASS.num_inference_steps, ge=1, le=1000, description="DDIM steps of later passes.")
     later_guidance: float = Field(LATER_PASS.guidance_scale, ge=0, le=100, description="CFG of later passes.")
-    crop: bool = setting(VISCTRL_RUN, "crop")
+    crop: Annotated[bool, Flag("--no-crop", negate=True, help="Edit the whole (square) image, not a crop.")] = (
+        setting(VISCTRL_RUN, "crop")
+    )
     views: Annotated[tuple[View, ...], Zipped(primary="image", item="view")] = Field(
         (), max_length=MAX_VIEWS, description="More views of the same object, edited together."
     )
