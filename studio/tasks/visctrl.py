@@ -8,10 +8,20 @@ from pydantic import Field
 
 from attention_processors.settings import VISCTRL
 from pipelines.settings import FIRST_PASS, LATER_PASS, VISCTRL_RUN
-from studio.declarations import Flag, ImagePath, JobInputs, MaskPath, Options, Schedule, TaskDeclaration
-from studio.declarations import TaskRun, Zipped, setting
-from studio.job_spec import MAX_PATH, MAX_TEXT
+from studio.declarations import (
+    Flag,
+    ImagePath,
+    JobInputs,
+    MaskPath,
+    Options,
+    Schedule,
+    TaskDeclaration,
+    TaskRun,
+    Zipped,
+    setting,
+)
 from studio.errors import JobSpecError
+from studio.job_spec import MAX_PATH, MAX_TEXT
 from studio.results import JobResult
 from studio.tasks.common import REPLAYS_INVERSION, InversionMode, hooks, inversion_option, method_errors
 
