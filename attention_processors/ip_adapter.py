@@ -73,7 +73,7 @@ class IPAdapter(Control):
 
     def __post_init__(self) -> None:
         self._kv: dict[tuple, tuple[Tensor, Tensor]] = {}  # (branch, site, row halves, device, dtype) -> K, V
-        self._masks: dict[tuple, Tensor] = {}  # (branch, h, w, device, dtype) -> [1, 1, h*w, 1]
+        self._masks: dict[tuple, Tensor] = {}  # (branch, h, w, device, dtype) -> [1, 1, h*w, 1]; scalars too
 
     def active(self, site: Site, state: StepState) -> bool:
         if state.branch != "denoise" or not self.sites.matches(site) or not self.steps.contains(state):
@@ -120,7 +120,10 @@ class IPAdapter(Control):
         """`scale`, times the mask on this site's grid: [1, 1, Lq, 1] or a scalar."""
         query = call.query
         if branch.mask is None:
-            return torch.tensor(scale, dtype=query.dtype, device=query.device)
+            memo = (number, scale, str(query.device), query.dtype)
+            if memo not in self._masks:  # one scalar tensor per run, not one per attention call
+                self._masks[memo] = torch.tensor(scale, dtype=query.dtype, device=query.device)
+            return self._masks[memo]
         h, w = call.spatial_size
         memo = (number, h, w, str(query.device), query.dtype)
         if memo not in self._masks:
