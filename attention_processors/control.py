@@ -94,7 +94,11 @@ class Control:
             )
 
     def active(self, site: Site, state: StepState) -> bool:
-        """Whether this control acts at `site` during the current call (selection by site and step)."""
+        """Whether this control acts at `site` during the current call (selection by site and step).
+
+        Asked once per site when the pipeline updates the step state, not inside the UNet forward, so it must
+        depend only on `site`, `state` and the control's settings; a compiled UNet then never branches on the step.
+        """
         raise NotImplementedError(f"{type(self).__qualname__} is an abstract control: it does not define `active`")
 
     def prepare(self, sites: Sequence[Site], state: StepState, device: torch.device) -> None:

@@ -89,3 +89,22 @@ def test_a_control_switching_on_mid_run_recompiles_at_most_twice_and_equals_eage
     assert counter.frame_count == 2, f"{counter.frame_count} compiles over 10 steps"
     for i, (got, want) in outputs.items():
         torch.testing.assert_close(got, want, atol=1e-4, rtol=0, msg=lambda m, i=i: f"step {i}: {m}")
+
+
+@pytest.mark.slow
+def test_every_control_of_the_contract_traces_without_a_graph_break(unets):
+    """Each control-contract entry, switched on, on the tiny SD1.5 UNet (about 3 s per entry)."""
+    from tests.test_control_contract import ENTRIES, STEP, TOTAL, Scene
+    from tests.test_control_contract import LATENT as CONTRACT_LATENT
+
+    unet = unets["sd15"]
+    breaks = {}
+    for entry in ENTRIES:
+        inputs = unet_inputs(unet, entry.layout.size, CONTRACT_LATENT)
+        torch._dynamo.reset()
+        with torch.no_grad(), attention_control(unet, [entry.build(Scene("sd15", entry.layout))]) as state:
+            state.update(index=STEP, total=TOTAL, timestep=500, layout=entry.layout, latent_size=CONTRACT_LATENT)
+            explained = torch._dynamo.explain(unet)(**inputs)
+        if explained.graph_break_count:
+            breaks[entry.name] = sorted({str(b.reason).splitlines()[0] for b in explained.break_reasons})
+    assert not breaks, breaks
