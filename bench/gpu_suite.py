@@ -70,19 +70,30 @@ def main() -> None:
     parser.add_argument("--latent", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--dtype", choices=("fp16", "bf16", "fp32"), default="fp16")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="check the script on CPU: tiny SD1.5 UNet, fp32, dynamo's eager backend"
+    )
     args = parser.parse_args()
-    if not torch.cuda.is_available():
-        sys.exit("gpu_suite needs a CUDA device; on CPU run bench/compiled_overhead.py")
-    device = torch.device("cuda")
-    dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
-    unet = sd15_shaped_unet().to(device, dtype)
+    if args.dry_run:
+        from pipelines.tiny_models import tiny_sd15_pipeline
+
+        device, dtype, backend = torch.device("cpu"), torch.float32, "eager"
+        unet, args.latent, args.repeats = tiny_sd15_pipeline().unet, 16, 2
+    elif not torch.cuda.is_available():
+        sys.exit("gpu_suite needs a CUDA device (or --dry-run); on CPU run bench/compiled_overhead.py")
+    else:
+        device, backend = torch.device("cuda"), "inductor"
+        dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[args.dtype]
+        unet = sd15_shaped_unet().to(device, dtype)
+    sync = torch.cuda.synchronize if device.type == "cuda" else lambda: None
+    text_dim = unet.config.cross_attention_dim
     g = torch.Generator().manual_seed(0)
     results = []
     for name, (layout, controls) in arms(args.latent).items():
         batch = 2 if layout is None else layout.size
         inputs = {
             "sample": torch.randn(batch, 4, args.latent, args.latent, generator=g).to(device, dtype),
-            "encoder_hidden_states": torch.randn(batch, 77, 768, generator=g).to(device, dtype),
+            "encoder_hidden_states": torch.randn(batch, 77, text_dim, generator=g).to(device, dtype),
             "timestep": torch.tensor(500, device=device),
         }
         run = functools.partial(call, unet, layout, controls, inputs, args.latent)
@@ -90,11 +101,11 @@ def main() -> None:
         eager_out = run()
         torch._dynamo.reset()
         counters.clear()
-        unet.compile()
-        torch.cuda.synchronize()
+        unet.compile(backend=backend)
+        sync()
         start = time.perf_counter()
         compiled_out = run()
-        torch.cuda.synchronize()
+        sync()
         first = time.perf_counter() - start
         graphs_after_first = counters["stats"]["unique_graphs"]
         compiled_fn = unet._compiled_call_impl
@@ -102,10 +113,10 @@ def main() -> None:
         for r in range(args.repeats):
             for mode in ("eager", "compiled") if r % 2 == 0 else ("compiled", "eager"):
                 unet._compiled_call_impl = compiled_fn if mode == "compiled" else None
-                torch.cuda.synchronize()
+                sync()
                 start = time.perf_counter()
                 run()
-                torch.cuda.synchronize()
+                sync()
                 times[mode].append(time.perf_counter() - start)
         unet._compiled_call_impl = None
         results.append(
@@ -113,7 +124,8 @@ def main() -> None:
              graphs_after_first, counters["stats"]["unique_graphs"], sum(counters["graph_break"].values()),
              (compiled_out.float() - eager_out.float()).abs().max().item())
         )  # fmt: skip
-    print(f"{torch.cuda.get_device_name()}, torch {torch.__version__}, {args.dtype}, latent {args.latent}, "
+    where = torch.cuda.get_device_name() if device.type == "cuda" else "CPU dry run"
+    print(f"{where}, torch {torch.__version__}, {dtype}, latent {args.latent}, "
           f"{args.repeats} interleaved repeats; command: python bench/gpu_suite.py {' '.join(sys.argv[1:])}")  # fmt: skip
     print(
         "| arm | batch | eager ms | compiled ms | compiled/eager | first compiled call s | graphs | breaks | max diff |"
