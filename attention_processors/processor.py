@@ -4,6 +4,10 @@ It reproduces diffusers' `AttnProcessor2_0` step for step (projections through `
 to_out` so LoRA layers apply, `norm_cross`, `group_norm`, `spatial_norm`, `residual_connection`,
 `rescale_output_factor`) and hands the attention product to `kernels.attention`. Controls that are active
 at this site and step get to rewrite the computation; everything else stays on the fused kernel.
+
+torch.compile: the forward reads only the controls chosen for this step (`active_controls`, set when the step
+state is updated) and Python row lists, never the step index or a tensor's values, so a UNet compiled with these
+processors has no graph break and recompiles only when the set of acting controls changes.
 """
 
 from __future__ import annotations

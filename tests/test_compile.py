@@ -51,8 +51,9 @@ def unets() -> dict[str, torch.nn.Module]:
     return {"sd15": tiny_sd15_pipeline().unet, "sdxl": tiny_sdxl_pipeline().unet}
 
 
-# SD1.5-shaped: every case; SDXL-shaped: no control fast, the controls (4-5 s each) marked slow.
-FORWARDS = [pytest.param(case, "sd15") for case in CASES] + [
+# SD1.5-shaped: every case (plain MasaCtrl slow: the masked one runs the same path and more); SDXL-shaped: no
+# control fast, the controls (4-5 s each) slow.
+FORWARDS = [pytest.param(case, "sd15", marks=pytest.mark.slow if case == "mutual" else ()) for case in CASES] + [
     pytest.param(case, "sdxl", marks=() if case == "none" else pytest.mark.slow) for case in CASES
 ]
 
