@@ -115,13 +115,15 @@ def main() -> None:
     parser.add_argument("--tiny-steps", type=int, default=10)
     parser.add_argument("--sd15-repeats", type=int, default=4)
     parser.add_argument("--sd15-steps", type=int, default=1)
+    parser.add_argument("--skip-tiny", action="store_true", help="only the SD1.5-shaped UNet")
     parser.add_argument("--skip-sd15", action="store_true", help="only the tiny model (compiles in under a minute)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/compiled_overhead.py " + " ".join(sys.argv[1:])
     print(f"torch {torch.__version__}, {torch.get_num_threads()} thread(s); reproduce with: {command.strip()}")
-    for line in measure("tiny SD1.5 (64 px)", tiny_sd15_pipeline().unet, 32, args.tiny_steps, args.tiny_repeats):
-        print(line, flush=True)
+    if not args.skip_tiny:
+        for line in measure("tiny SD1.5 (64 px)", tiny_sd15_pipeline().unet, 32, args.tiny_steps, args.tiny_repeats):
+            print(line, flush=True)
     if not args.skip_sd15:
         for line in measure(
             "SD1.5-shaped UNet (random weights)", sd15_shaped_unet(), 32, args.sd15_steps, args.sd15_repeats
