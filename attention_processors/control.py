@@ -11,6 +11,7 @@ ever materialising an attention map.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
@@ -93,8 +94,20 @@ class Control:
             )
 
     def active(self, site: Site, state: StepState) -> bool:
-        """Whether this control acts at `site` during the current call (selection by site and step)."""
+        """Whether this control acts at `site` during the current call (selection by site and step).
+
+        Asked once per site when the pipeline updates the step state, not inside the UNet forward, so it must
+        depend only on `site`, `state` and the control's settings; a compiled UNet then never branches on the step.
+        """
         raise NotImplementedError(f"{type(self).__qualname__} is an abstract control: it does not define `active`")
+
+    def prepare(self, sites: Sequence[Site], state: StepState, device: torch.device) -> None:
+        """Fill per-run caches for this step before the UNet runs (eager, outside any compiled graph).
+
+        Why: anything whose shape depends on data (a mask's foreground token indices) breaks a torch.compile
+        graph when first computed inside the forward; computed here, the forward only reads constants.
+        Called after every step-state update with every site of the UNet.
+        """
 
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         """Rewrite keys/values/bias per group of query rows (K/V swap, concatenation, additive bias)."""

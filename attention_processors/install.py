@@ -37,14 +37,25 @@ def attention_control(
             )
     state = state if state is not None else StepState()
     original = unet.attn_processors  # a fresh {name.processor: processor} dict
-    processors = {
-        f"{site.name}.processor": StudioAttnProcessor(site, controls, state, backend) for site in discover_sites(unet)
-    }
+    sites = discover_sites(unet)
+    device = next(unet.parameters()).device
+
+    def prepare(current: StepState) -> None:
+        if current.updates and current.latent_size is not None:
+            for control in controls:
+                control.prepare(sites, current, device)
+
+    processors = {f"{site.name}.processor": StudioAttnProcessor(site, controls, state, backend) for site in sites}
     if processors.keys() != original.keys():
         missing = sorted(set(original) - set(processors))[:3]
         raise RuntimeError(f"could not place a site on every attention module (e.g. {missing})")
+    state.listeners.append(prepare)
+    prepare(state)
     unet.set_attn_processor(processors)
     try:
         yield state
     finally:
         unet.set_attn_processor(original)
+        state.listeners.remove(prepare)
+        for processor in processors.values():
+            processor.detach()

@@ -53,6 +53,14 @@ class MultiReferenceSelfAttention(Control):
     def active(self, site: Site, state: StepState) -> bool:
         return state.branch == "denoise" and self.sites.matches(site) and self.steps.contains(state)
 
+    def prepare(self, sites: Sequence[Site], state: StepState, device: torch.device) -> None:
+        """Foreground token indices at every active site's grid, computed eagerly (their count is data)."""
+        for site in sites:
+            if self.active(site, state):
+                size = site.spatial_size(state.latent_size)
+                for cache in self._caches:
+                    cache.indices_at(size, device)
+
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         layout = call.layout
         for half in ("uncond", "cond"):

@@ -14,6 +14,7 @@ VisCtrl uses the same control with its own sites, steps and roles (see `visctrl.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -57,6 +58,16 @@ class MutualSelfAttention(Control):
 
     def active(self, site: Site, state: StepState) -> bool:
         return state.branch == "denoise" and self.sites.matches(site) and self.steps.contains(state)
+
+    def prepare(self, sites: Sequence[Site], state: StepState, device: torch.device) -> None:
+        """The masks at every active site's grid, resampled eagerly so the forward only reads them."""
+        if self.masks is None:
+            return
+        for site in sites:
+            if self.active(site, state):
+                size = site.spatial_size(state.latent_size)
+                self._source_mask.at(size, device)
+                self._target_mask.at(size, device)
 
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         layout = call.layout

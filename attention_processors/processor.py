@@ -4,6 +4,10 @@ It reproduces diffusers' `AttnProcessor2_0` step for step (projections through `
 to_out` so LoRA layers apply, `norm_cross`, `group_norm`, `spatial_norm`, `residual_connection`,
 `rescale_output_factor`) and hands the attention product to `kernels.attention`. Controls that are active
 at this site and step get to rewrite the computation; everything else stays on the fused kernel.
+
+torch.compile: the forward reads only the controls chosen for this step (`active_controls`, set when the step
+state is updated) and Python row lists, never the step index or a tensor's values, so a UNet compiled with these
+processors has no graph break and recompiles only when the set of acting controls changes.
 """
 
 from __future__ import annotations
@@ -37,6 +41,23 @@ class StudioAttnProcessor:
         self.controls = tuple(controls)
         self.state = state if state is not None else StepState()
         self.backend = backend
+        # The controls acting at this site for the current step, decided in `refresh` (called by the step state's
+        # `update`), never inside the forward: under torch.compile the forward then reads a tuple that takes a
+        # few distinct values per run (guards, not per-step recompiles) instead of branching on the step index.
+        self.active_controls: tuple[Control, ...] = ()
+        if self.site is not None and self.controls:
+            self.state.listeners.append(self.refresh)
+            if self.state.updates:
+                self.refresh(self.state)
+
+    def refresh(self, state: StepState) -> None:
+        """Decide which controls act at this site for the step `state` now describes (eager, once per update)."""
+        self.active_controls = tuple(c for c in self.controls if c.active(self.site, state))
+
+    def detach(self) -> None:
+        """Stop following the step state (the installation that made this processor is over)."""
+        if self.refresh in self.state.listeners:
+            self.state.listeners.remove(self.refresh)
 
     def __call__(
         self,
@@ -82,7 +103,7 @@ class StudioAttnProcessor:
         if attn.norm_k is not None:
             key = attn.norm_k(key)
 
-        active = self._active_controls()
+        active = self.active_controls
         if active:
             call = AttentionCall(self.site, self.state, query, key, value, attn, image_embeds)
             output = self._controlled(call, active, bias)
@@ -98,12 +119,7 @@ class StudioAttnProcessor:
             hidden_states = hidden_states + residual
         return hidden_states / attn.rescale_output_factor
 
-    def _active_controls(self) -> list[Control]:
-        if self.site is None or not self.controls:
-            return []
-        return [c for c in self.controls if c.active(self.site, self.state)]
-
-    def _controlled(self, call: AttentionCall, active: list[Control], bias: Tensor | None) -> Tensor:
+    def _controlled(self, call: AttentionCall, active: Sequence[Control], bias: Tensor | None) -> Tensor:
         rows = list(range(call.query.shape[0]))
         groups = [AttentionGroup(rows, call.key, call.value, bias)]
         for control in active:
@@ -127,18 +143,17 @@ def run_groups(query: Tensor, groups: Sequence[AttentionGroup], backend: str = "
     if len(groups) == 1 and groups[0].weight is None and groups[0].rows == everyone:
         only = groups[0]
         return attention(query, only.key, only.value, only.bias, backend=backend)  # [B, H, Lq, D]
+    # Coverage is checked on the Python row lists (a tensor check would sync and break a compiled graph).
+    missing = sorted(set(everyone).difference(*(group.rows for group in groups)))
+    if missing:
+        raise ValueError(f"attention groups leave batch rows {missing} unanswered")
     output = torch.zeros_like(query)  # [B, H, Lq, D]
-    covered = torch.zeros(batch, dtype=torch.bool)
     for group in groups:
         index = torch.as_tensor(group.rows, dtype=torch.long, device=query.device)
         part = attention(query.index_select(0, index), group.key, group.value, group.bias, backend=backend)
         if group.weight is not None:
             part = part * group.weight
         output.index_add_(0, index, part.to(output.dtype))
-        covered[index.cpu()] = True
-    if not bool(covered.all()):
-        missing = (~covered).nonzero().flatten().tolist()
-        raise ValueError(f"attention groups leave batch rows {missing} unanswered")
     return output
 
 

@@ -64,6 +64,9 @@ class RegionalCrossAttention(Control):
             raise ValueError(f"delta must be in [0, 1], got {self.delta}")
         self._caches = [TokenMaskCache(region.mask) for region in self.regions]
         self._kv: dict[tuple, tuple[Tensor, Tensor]] = {}  # (region, site, device, dtype) -> K, V [1, H, L, D]
+        self._coverage: dict[
+            tuple[int, int], tuple[bool, tuple[bool, ...]]
+        ] = {}  # grid -> (δ<1 somewhere, per region)
 
     def active(self, site: Site, state: StepState) -> bool:
         return (
@@ -74,25 +77,42 @@ class RegionalCrossAttention(Control):
             and self.steps.contains(state)
         )
 
+    def prepare(self, sites: Sequence[Site], state: StepState, device: torch.device) -> None:
+        """Which regions reach each active site's grid, decided eagerly: the masks are data, and a forward that
+        branched on them would sync and break a compiled graph. The forward reads the Python answers."""
+        for site in sites:
+            if self.active(site, state):
+                self._covers(site.spatial_size(state.latent_size), device)
+
+    def _covers(self, size: tuple[int, int], device: torch.device) -> tuple[bool, tuple[bool, ...]]:
+        """(whether some query keeps part of the global attention, whether each region covers a token)."""
+        if size not in self._coverage:
+            masks = [cache.at(size, device) for cache in self._caches]  # R x [Lq]
+            count = torch.stack(masks).sum(dim=0)  # [Lq]
+            keep_global = bool((1.0 - self.delta * (count > 0).float()).any())
+            self._coverage[size] = (keep_global, tuple(bool(m.any()) for m in masks))
+        return self._coverage[size]
+
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         rows = call.layout.indices(role=self.target_role, half="cond")
         if not rows:
             return groups
         size = call.spatial_size
         device, dtype = call.query.device, call.query.dtype
+        keep_global, covering = self._covers(size, device)
+        if not any(covering):
+            return groups  # no region reaches this site's grid: global attention everywhere
         masks = torch.stack([cache.at(size, device) for cache in self._caches]).to(dtype)  # [R, Lq]
         count = masks.sum(dim=0)  # [Lq] regions covering each query token
-        if not bool(count.any()):
-            return groups  # no region reaches this site's grid: global attention everywhere
         share = self.delta / count.clamp(min=1.0)  # [Lq]
         keep = 1.0 - self.delta * (count > 0).to(dtype)  # [Lq] the global attention's part
         rest, own = take_rows(groups, rows)
-        for group in own if bool(keep.any()) else ():  # δ = 1 over the whole grid: the global part is 0
+        for group in own if keep_global else ():  # δ = 1 over the whole grid: the global part is 0
             weight = keep.view(1, 1, -1, 1) if group.weight is None else group.weight * keep.view(1, 1, -1, 1)
             rest.append(replace(group, weight=weight))  # [1|n, 1, Lq, 1]
         n = len(rows)
         for r, mask in enumerate(masks):
-            if not bool(mask.any()):
+            if not covering[r]:
                 continue  # this region covers nothing at this site
             key, value = self._key_value(r, call)  # [1, H, L, D] each
             weight = (share * mask).view(1, 1, -1, 1)  # [1, 1, Lq, 1]

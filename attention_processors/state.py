@@ -7,7 +7,8 @@ one installation (never a global), and only the pipeline writes it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from attention_processors.layout import BatchLayout
 
@@ -20,6 +21,10 @@ class StepState:
     branch: str = "denoise"  # "denoise", "invert", or a method-specific auxiliary branch
     layout: BatchLayout | None = None
     latent_size: tuple[int, int] | None = None  # (h, w) of the latent this call denoises
+    # Called after every `update`, outside the UNet forward: the processors decide there which controls act
+    # (so a compiled UNet never branches on the step index), and controls fill their caches there.
+    updates: int = 0  # how many times `update` ran (0: nothing published yet, controls are not asked)
+    listeners: list[Callable[[StepState], None]] = field(default_factory=list, repr=False, compare=False)
 
     def update(
         self,
@@ -36,6 +41,9 @@ class StepState:
         self.index, self.total, self.timestep, self.branch = index, total, int(timestep), branch
         self.layout = layout
         self.latent_size = latent_size
+        self.updates += 1
+        for listener in list(self.listeners):
+            listener(self)
 
     @property
     def progress(self) -> float:

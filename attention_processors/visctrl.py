@@ -19,6 +19,7 @@ which is what makes the views consistent with each other.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -27,6 +28,8 @@ from attention_processors.control import AttentionCall, AttentionGroup, take_row
 from attention_processors.mutual_self_attention import MutualSelfAttention
 from attention_processors.selection import SiteFilter, StepWindow
 from attention_processors.settings import VISCTRL, VisCtrlSettings  # noqa: F401 - re-exported
+from attention_processors.sites import Site
+from attention_processors.state import StepState
 
 
 def visctrl_sites() -> SiteFilter:
@@ -59,6 +62,32 @@ class FeatureGradualSampling(MutualSelfAttention):
             raise ValueError(f"sample_fraction must be in (0, 1], got {self.sample_fraction}")
         if self.masks is not None:
             raise ValueError("feature gradual sampling does not take masks; confine the edit in the pipeline")
+        self._picked: dict[int, torch.Tensor] = {}  # site order -> [views - 1, take] token indices for this step
+
+    def prepare(self, sites: Sequence[Site], state: StepState, device: torch.device) -> None:
+        """Draw this step's token samples eagerly, into one tensor per site that is updated in place.
+
+        Why here: a seeded `torch.Generator` cannot be traced, and a forward that branched on the step index
+        would recompile every step. The forward reads a tensor whose values change but whose shape does not.
+        Draws equal the ones the forward used to make: generator seeded by (seed, step, site order), one
+        permutation per earlier view in view order.
+        """
+        if state.layout is None:
+            return
+        views = max(len(state.layout.indices(role=self.target_role, half=half)) for half in ("uncond", "cond"))
+        for site in sites:
+            if views < 2 or not self.active(site, state):
+                continue
+            h, w = site.spatial_size(state.latent_size)
+            tokens = h * w
+            take = max(1, round(self.sample_fraction * tokens))
+            generator = torch.Generator().manual_seed(hash((self.seed, state.index, site.order)) % 2**63)
+            drawn = torch.stack([torch.randperm(tokens, generator=generator)[:take] for _ in range(views - 1)])
+            held = self._picked.get(site.order)
+            if held is not None and held.shape == drawn.shape and held.device == torch.device(device):
+                held.copy_(drawn)  # [views - 1, take]
+            else:
+                self._picked[site.order] = drawn.to(device)
 
     def edit_groups(self, call: AttentionCall, groups: list[AttentionGroup]) -> list[AttentionGroup]:
         groups = super().edit_groups(call, groups)  # every view now attends to the reference
@@ -79,12 +108,13 @@ class FeatureGradualSampling(MutualSelfAttention):
         return groups
 
     def _sample_previous(self, call: AttentionCall, rows: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        tokens = call.key.shape[2]
-        take = max(1, round(self.sample_fraction * tokens))
-        generator = torch.Generator().manual_seed(hash((self.seed, call.state.index, call.site.order)) % 2**63)
+        drawn = self._picked.get(call.site.order)
+        if drawn is None or drawn.shape[0] < len(rows):  # no `prepare` for this call (processor used on its own)
+            self.prepare([call.site], call.state, call.key.device)
+            drawn = self._picked[call.site.order]
         keys, values = [], []
-        for r in rows:
-            picked = torch.randperm(tokens, generator=generator)[:take].to(call.key.device)  # [take]
+        for j, r in enumerate(rows):
+            picked = drawn[j]  # [take] token indices, drawn in `prepare`
             keys.append(call.key[r : r + 1, :, picked])  # [1, H, take, D]
             values.append(call.value[r : r + 1, :, picked])
         return torch.cat(keys, dim=2), torch.cat(values, dim=2)

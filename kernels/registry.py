@@ -96,16 +96,25 @@ def select_backend(form: str, device: torch.device | str, dtype: torch.dtype) ->
       maintainers, slower than its structured biases. This is a judgement from published numbers,
       not a GPU measurement; bench/attention_kernels.py prints the comparison on a CUDA machine.
 
-    The result is logged once per (form, device type, dtype) at DEBUG on the ``kernels`` logger.
+    The result is logged once per (form, device type, dtype) at DEBUG on the ``kernels`` logger, outside
+    ``torch.compile`` only: the policy itself is a pure function of its arguments (no cache, no logging,
+    no global read), so dynamo folds it to a constant and a compiled UNet has no graph break here.
     """
     if form not in BIAS_FORMS:
         raise ValueError(f"unknown bias form {form!r}; expected one of {', '.join(BIAS_FORMS)}")
-    return _select(form, _device_type(device), dtype)
+    device_type = _device_type(device)
+    choice = _select(form, device_type, dtype)
+    if not torch.compiler.is_compiling():
+        _announce(choice, form, device_type, dtype)
+    return choice
+
+
+def _select(form: str, device_type: str, dtype: torch.dtype) -> str:
+    """Pure policy (see ``select_backend``): the same answer for every form, device and dtype today."""
+    return "sdpa"
 
 
 @functools.cache
-def _select(form: str, device_type: str, dtype: torch.dtype) -> str:
-    """Pure policy; cached so that the DEBUG line is emitted once per combination."""
-    choice = "sdpa"
+def _announce(choice: str, form: str, device_type: str, dtype: torch.dtype) -> None:
+    """The DEBUG line, once per combination (eager only; never reached while dynamo traces)."""
     logger.debug("attention backend auto -> %s (bias form %s, %s, %s)", choice, form, device_type, dtype)
-    return choice

@@ -13,7 +13,6 @@ the bias in the cheapest form:
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 import torch
@@ -25,7 +24,6 @@ from .per_key import drop_masked_keys, fold_is_free, fold_per_key_bias
 PerKeyPlan = Literal["mask", "fold"]
 
 
-@functools.cache
 def per_key_plan(device_type: str, head_dim: int) -> tuple[bool, PerKeyPlan]:
     """How SDPA runs a per-key bias: ``(drop_masked_keys?, "mask" | "fold")``.
 
@@ -41,6 +39,9 @@ def per_key_plan(device_type: str, head_dim: int) -> tuple[bool, PerKeyPlan]:
     1 thread, medians): no bias 41 ms; mask 44 ms; fold 53 ms; drop+mask 25 ms; drop+fold 27 ms. The
     CPU flash kernel reads a broadcast mask nearly for free while the fold adds copies, so the mask
     is used; dropping keys pays in proportion to the masked fraction.
+
+    Not cached: it is a pure function of its arguments, which dynamo folds to a constant (a cached
+    wrapper would be traced through with a warning).
     """
     if device_type == "cuda":
         return True, ("fold" if fold_is_free(head_dim) else "mask")
@@ -65,6 +66,9 @@ def _sdpa_per_key(
 ) -> torch.Tensor:
     """Per-key bias through SDPA with an explicit plan (exposed for tests and the benchmark)."""
     d = q.shape[-1]
+    # Dropping keys needs their count on the host (a data-dependent shape): a graph break under
+    # torch.compile. The compiled path keeps every key with its -inf bias instead, which is exact.
+    drop = drop and not torch.compiler.is_compiling()
     kk, vv, bb = drop_masked_keys(k, v, bias) if drop else (k, v, bias)  # [B, H, n, D] x2, [B|1, n]
     if plan == "fold":
         qf, kf, vf = fold_per_key_bias(q, kk, vv, bb)  # [B, H, L, D'] x3

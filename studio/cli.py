@@ -27,6 +27,7 @@ import typer
 
 from studio.batch.cli import batch_command
 from studio.cli_support import (
+    Compile,
     Debug,
     Device,
     Memory,
@@ -98,6 +99,7 @@ def build_app(registry: Registry) -> typer.Typer:
         device: Device = "auto",
         precision: Precision = "auto",
         memory: Memory = "none",
+        compile: Compile = False,
         no_metadata: NoMetadata = False,
         debug: Debug = False,
     ) -> None:
@@ -113,7 +115,9 @@ def build_app(registry: Registry) -> typer.Typer:
             if changes:
                 job = job.replace(**changes)
             check_files(job)
-            run_and_save(job, model_cache(device, precision, memory), out, not no_metadata, overwrite=overwrite)
+            run_and_save(
+                job, model_cache(device, precision, memory, compile), out, not no_metadata, overwrite=overwrite
+            )
 
     @app.command()
     def schema() -> None:
@@ -218,7 +222,6 @@ def doctor(
         picks = ", ".join(f"{form}: {name}" for form, name in attention["auto"].items())
         table.add_row("auto picks", f"{picks} ({attention['device']}, {attention['dtype']})")
     Console().print(table)
-
 
 
 app = build_app(default_registry())

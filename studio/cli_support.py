@@ -39,6 +39,12 @@ Out = Annotated[
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file (never done otherwise).")]
 Device = Annotated[str, typer.Option("--device", help="auto, cpu or cuda[:N].")]
 Precision = Annotated[str, typer.Option("--precision", help="auto, fp32, fp16 or bf16.")]
+Compile = Annotated[
+    bool,
+    typer.Option(
+        "--compile", help="torch.compile the UNet (slow first step, then faster on GPU; the compile time is reported)."
+    ),
+]
 Memory = Annotated[str, typer.Option("--memory", help="none, vae-slicing, vae-tiling or cpu-offload.")]
 NoMetadata = Annotated[bool, typer.Option("--no-metadata", help="Write no job or parameters into the PNG.")]
 
@@ -87,13 +93,13 @@ def studio_errors(debug: bool) -> Iterator[None]:
         raise fail("interrupted", 130) from None
 
 
-def model_cache(device: str, precision: str, memory: str) -> ModelCache:
+def model_cache(device: str, precision: str, memory: str, compile: bool = False) -> ModelCache:
     from studio.devices import choose_device_policy
     from studio.model_cache import ModelCache
     from studio.quiet import quiet_diffusers
 
     quiet_diffusers()
-    return ModelCache(choose_device_policy(device, precision, memory))  # type: ignore[arg-type]
+    return ModelCache(choose_device_policy(device, precision, memory, compile=compile))  # type: ignore[arg-type]
 
 
 def run_and_save(

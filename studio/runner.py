@@ -39,9 +39,12 @@ class _Progress:
         self.done = 0
         self.on_event = on_event
         self.started = time.monotonic()
+        self.first_step_s: float | None = None  # wall time to the first step: torch.compile's cost under --compile
 
     def __call__(self, event: StepEvent) -> None:
         self.done += 1
+        if self.first_step_s is None:
+            self.first_step_s = time.monotonic() - self.started
         if self.on_event is None:
             return
         elapsed = time.monotonic() - self.started
@@ -69,8 +72,12 @@ def run_job(
     if on_event is not None:
         on_event(RunEvent("load", 0, total))
     pipe = models.get(job.model)
+    progress = _Progress(total, on_event)
     with applied_loras(pipe, loras):  # for this run only: the cached model is itself again afterwards
-        result = _run_loaded(job, pipe, options, _Progress(total, on_event), cancel)
+        result = _run_loaded(job, pipe, options, progress, cancel)
+    if models.policy.compile and progress.first_step_s is not None:
+        note = f"--compile: first step took {progress.first_step_s:.1f} s (compilation happens on a model's first run)"
+        result = replace(result, notes=(*result.notes, note))
     image_jobs = [j.replace(inputs=hashes) for j in result.image_jobs] if result.image_jobs else None
     return replace(result, job=result.job.replace(inputs=hashes), image_jobs=image_jobs)
 

@@ -20,7 +20,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
-from studio.cli_support import Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
+from studio.cli_support import Compile, Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
 from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, WeightPath, Zipped
 from studio.errors import InputError
@@ -226,6 +226,7 @@ _COMMON = [
     _param("device", Device, "auto"),
     _param("precision", Precision, "auto"),
     _param("memory", Memory, "none"),
+    _param("compile", Compile, False),
     _param("no_metadata", NoMetadata, False),
     _param("debug", Debug, False),
 ]
@@ -243,7 +244,7 @@ def task_command(task: TaskDeclaration, registry: Registry) -> Callable[..., Non
         with studio_errors(values["debug"]):
             job = job_from_flags(task, registry, values)
             check_files(job)
-            models = model_cache(values["device"], values["precision"], values["memory"])
+            models = model_cache(values["device"], values["precision"], values["memory"], values["compile"])
             run_and_save(job, models, values["out"], not values["no_metadata"], overwrite=values["overwrite"])
 
     command.__name__ = task.name

@@ -189,7 +189,7 @@ def test_auto_matches_oracle_and_picks_sdpa_on_cpu() -> None:
 
 
 def test_auto_logs_its_choice_once(caplog: pytest.LogCaptureFixture) -> None:
-    kernels.registry._select.cache_clear()
+    kernels.registry._announce.cache_clear()
     q, k, v, bias = _make(SHAPES[0], "per_key")
     with caplog.at_level(logging.DEBUG, logger="kernels"):
         attention(q, k, v, bias)

@@ -57,3 +57,27 @@ def test_cuda_half_precision_and_offload():
     assert policy.dtype == torch.float16
     pipe = place_pipeline(tiny_sd15_pipeline().to(dtype=policy.dtype), policy)
     assert pipe._execution_device.type == "cuda"
+
+
+def test_compile_is_off_by_default_and_compiles_the_unet_in_place():
+    from pipelines.tiny_models import tiny_sd15_pipeline
+
+    assert not choose_device_policy("cpu").compile
+    pipe = tiny_sd15_pipeline()
+    names = [name for name, _ in pipe.unet.named_modules()]
+    unet = pipe.unet
+    place_pipeline(pipe, choose_device_policy("cpu", compile=True))
+    assert pipe.unet is unet and unet._compiled_call_impl is not None  # nn.Module.compile: same object
+    assert [name for name, _ in unet.named_modules()] == names  # attention sites keep their names
+
+
+def test_every_task_command_has_a_compile_flag():
+    import inspect
+
+    from studio.registry import default_registry
+    from studio.task_commands import task_command
+
+    registry = default_registry()
+    for task in registry.tasks.values():
+        params = inspect.signature(task_command(task, registry)).parameters
+        assert params["compile"].default is False, task.name
