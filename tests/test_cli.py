@@ -8,6 +8,7 @@ import pytest
 
 from studio.cli import app
 from studio.jobs import Job, json_schema
+from tests.cli_results import ok
 from tests.studio_inputs import (
     BAD_IMAGES,
     SDXL_REFINER_KEYS,
@@ -28,10 +29,6 @@ def workdir(tmp_path, monkeypatch, tiny_sd15_dir):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "tiny-sd15").symlink_to(tiny_sd15_dir, target_is_directory=True)
     return tmp_path
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, result.output
 
 
 @pytest.mark.slow

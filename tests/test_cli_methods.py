@@ -8,6 +8,7 @@ from PIL import Image
 
 from studio.cli import app
 from studio.jobs import Job
+from tests.cli_results import ok
 
 COMMON = ["--model", "tiny-sd15", "--device", "cpu"]
 pytestmark = pytest.mark.usefixtures("quiet_cli_env")
@@ -27,10 +28,6 @@ def workdir(tmp_path, monkeypatch, tiny_sd15_dir):
     Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "empty.png")
     Image.fromarray(mask[:32]).save(tmp_path / "short.png")
     return tmp_path
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, result.output
 
 
 def rerun_matches(runner, workdir, first: str) -> Job:

@@ -17,6 +17,7 @@ pytest.importorskip("onnx", reason="the tiny face models are built with onnx")
 from studio.cli import app
 from studio.jobs import Job
 from studio.tasks.face_id import FACE_MODELS_ENV
+from tests.cli_results import ok, one_line_error, pixels
 from tests.face_models import face_picture, write_face_models
 from tests.faceid_files import write_faceid
 from tests.ip_adapter_files import family_unet, write_adapter
@@ -41,21 +42,6 @@ def workdir(tmp_path, monkeypatch, tiny_sd15_dir, face_dir):
     face_picture([]).save(tmp_path / "noface.png")
     face_picture([(32, 64), (96, 64)]).save(tmp_path / "two.png")
     return tmp_path
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, result.output
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
-def pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from pipelines.text_to_image import generate
 from pipelines.tiny_models import tiny_sd15_pipeline
 from studio.cli import app
 from studio.jobs import Job
+from tests.cli_results import ok, one_line_error, pixels
 from tests.ip_adapter_files import adapter_state, family_unet, tiny_image_encoder, write_adapter
 from tests.studio_inputs import write_malicious_pickle
 
@@ -46,21 +47,6 @@ def workdir(tmp_path, monkeypatch, ip_model_dir, tiny_sd15_dir):
     mask[:, :32] = 255
     Image.fromarray(mask, "L").save(tmp_path / "left.png")
     return tmp_path
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, result.output
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
-
-
-def pixels(path) -> np.ndarray:
-    return np.asarray(Image.open(path).convert("RGB"))
 
 
 @pytest.mark.slow

@@ -11,6 +11,7 @@ from PIL import Image
 
 from studio.cli import app
 from studio.jobs import Job
+from tests.cli_results import one_line_error
 from tests.test_cli_methods import ok, workdir  # noqa: F401  (the fixture: a.png, m.png, tiny model)
 
 COMMON = ["--model", "tiny-sd15", "--device", "cpu", "--steps", "2", "-W", "64", "-H", "64"]
@@ -25,13 +26,6 @@ def rerun_matches(runner, workdir, first: str) -> Job:
     ok(runner.invoke(app, ["run", f"{first}.json", "--device", "cpu", "--out", f"again-{first}"]))
     assert (workdir / f"again-{first}").read_bytes() == (workdir / first).read_bytes()
     return Job.from_json(inspected.stdout)
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code != 0, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from studio.errors import JobSpecError
 from studio.jobs import Job, json_schema
 from studio.metadata import png_text_chunks
 from studio.registry import default_registry, discover
+from tests.cli_results import ok, one_line_error
 from tests.example_tasks.uniform import UNIFORM, UniformAttention
 from tests.test_cli_methods import workdir  # noqa: F401  (the fixture: a.png, b.png, m.png, the tiny model)
 
@@ -23,17 +24,6 @@ REGISTRY = default_registry().with_declarations(*discover("tests.example_tasks")
 APP = build_app(REGISTRY)
 COMMON = ["--model", "tiny-sd15", "--device", "cpu", "--seed", "5", "--steps", "2", "-W", "64", "-H", "64"]
 pytestmark = pytest.mark.usefixtures("quiet_cli_env")
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, result.output
-
-
-def one_line_error(result) -> str:
-    assert result.exit_code == 2, result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 def rerun_matches(runner, workdir, first: str) -> Job:

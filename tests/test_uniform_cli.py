@@ -9,6 +9,7 @@ from PIL import Image
 
 from studio.cli import app
 from studio.jobs import Job
+from tests.cli_results import ok
 
 COMMON = ["--model", "tiny-sd15", "--device", "cpu"]
 pytestmark = pytest.mark.usefixtures("quiet_cli_env")
@@ -25,10 +26,6 @@ def workdir(tmp_path, monkeypatch, tiny_sd15_dir):
     mask[8:24, 6:22] = 255
     Image.fromarray(mask).save(tmp_path / "m.png")
     return tmp_path
-
-
-def ok(result) -> None:
-    assert result.exit_code == 0, result.output
 
 
 def job_of(runner, path: str) -> Job:
