@@ -29,31 +29,17 @@ from torch._dynamo.utils import counters
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from attention_processors import BatchLayout, attention_control
+from bench.attention_overhead import make_arms as eager_arms
 from bench.attention_overhead import sd15_shaped_unet, unet_inputs
 from pipelines.tiny_models import tiny_sd15_pipeline
 
 
 def make_arms(unet: UNet2DConditionModel, inputs: dict, steps: int) -> dict[str, Callable[[], torch.Tensor]]:
-    """`stock` and `studio` generation loops of `steps` UNet calls; each returns its last output."""
-    timesteps = torch.linspace(981, 1, steps).long().tolist()
-    latent = inputs["sample"].shape[-1]
-    layout = BatchLayout.with_cfg(["target"] * (inputs["sample"].shape[0] // 2))
-
-    def stock() -> torch.Tensor:
-        unet.set_attn_processor(AttnProcessor2_0())
-        for t in timesteps:
-            out = unet(**inputs, timestep=t, return_dict=False)[0]
-        return out
-
-    def studio() -> torch.Tensor:
-        with attention_control(unet, ()) as state:
-            for i, t in enumerate(timesteps):
-                state.update(index=i, total=steps, timestep=t, layout=layout, latent_size=(latent, latent))
-                out = unet(**inputs, timestep=t, return_dict=False)[0]
-        return out
-
-    return {"stock": stock, "studio": studio}
+    """`stock` and `studio` generation loops of `steps` UNet calls (attention_overhead's arms): the stock
+    processors are installed once, and the studio arm puts the same objects back after every run."""
+    unet.set_attn_processor(AttnProcessor2_0())
+    arms = eager_arms(unet, inputs, steps)
+    return {"stock": arms["stock"], "studio": arms["ours"]}
 
 
 def timed(fn: Callable[[], torch.Tensor]) -> tuple[float, torch.Tensor]:
