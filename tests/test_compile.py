@@ -109,3 +109,14 @@ def test_every_control_of_the_contract_traces_without_a_graph_break(unets):
         if explained.graph_break_count:
             breaks[entry.name] = sorted({str(b.reason).splitlines()[0] for b in explained.break_reasons})
     assert not breaks, breaks
+
+
+@pytest.mark.parametrize("backend", ["flex", "einsum", "sdpa"])
+def test_a_named_backend_traces_without_a_graph_break(backend):
+    """A named backend's availability check imports modules (dynamo cannot trace that); it must be read as a
+    constant so a compiled UNet on `backend="flex"` measures the kernel, not a break per attention call."""
+    from kernels import attention
+
+    q = torch.randn(1, 2, 16, 8)  # [B, H, L, D]
+    explained = torch._dynamo.explain(lambda q, k, v: attention(q, k, v, backend=backend))(q, q, q)
+    assert explained.graph_break_count == 0, explained.break_reasons
