@@ -16,9 +16,10 @@ said is the evaluator's protocol (`toyworld/region_eval.py`), each choice measur
   the region): the region shows the new object in 7/8, against 4/8 for regenerating the scene with the new
   object in the global prompt. Gated below.
 
-The first protocol (object words, 0.375 boxes, the official 2/20 binding) gave two objects 3/16 objects
-vs 12/16: soft refinement with a region prompt that says no position lets the object leave its box (the toy
-model reads it as "anywhere"), and two bound steps changed nothing (README, Benchmarks).
+The first protocol (`OBJECT_WORDS`: object words, 0.375 boxes, the official 2/20 binding) gave two objects
+8/32 in their region vs 25/32 for the global prompt: soft refinement with a region prompt that says no
+position lets the object leave its box (the toy model reads it as "anywhere"), and two bound steps changed
+nothing (README, Benchmarks). The 85 % gate is met for two objects on seed 0 only (seed 1: 10/16).
 """
 
 from __future__ import annotations
