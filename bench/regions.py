@@ -1,5 +1,7 @@
-"""RAG regional prompting on toyworld: time per image against plain generation, and the binding / repaint
-success tables against their baselines (the same seeds without the method).
+"""RAG regional prompting on toyworld: time per image against plain generation, what the model draws alone
+(a region's own small latent; each object alone), the per-phase binding ablation (hard binding only, soft
+refinement only, both, neither) under three ways of saying the regions, and repainting; each against the same
+seeds without the method.
 
 Run: python bench/regions.py [--quick] [--scenes N] [--repeats N] [--threads N]
 """
@@ -47,25 +49,48 @@ def timing(backbone, regions_counts: tuple[int, ...], repeats: int) -> list[tupl
     return [(name, best[name]) for name, _ in runs]
 
 
+ARMS = ("neither", "hard binding only", "soft refinement only", "both")
+
+
+def arms(binding: float, delta: float) -> dict[str, dict[str, float]]:
+    """The per-phase ablation: each phase switched on alone, both, and neither (which is the baseline itself)."""
+    return {
+        "neither": {"binding": 0.0, "delta": 0.0},
+        "hard binding only": {"binding": binding, "delta": 0.0},
+        "soft refinement only": {"binding": 0.0, "delta": delta},
+        "both": {"binding": binding, "delta": delta},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--quick", action="store_true", help="fewer scenes (the sizes the tests pin)")
-    parser.add_argument("--scenes", type=int, default=0, help="scenes per table (default 8, quick 4)")
+    parser.add_argument("--quick", action="store_true", help="fewer scenes")
+    parser.add_argument("--scenes", type=int, default=0, help="scenes per binding table (default 16, quick 4)")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
     import torch
 
+    from attention_processors.settings import REGIONAL
     from pipelines.backbone import Backbone
     from toyworld import load_toyworld_pipeline
-    from toyworld.region_eval import region_binding, repaint_change
+    from toyworld.region_eval import (
+        BOX,
+        HALF_WORDS,
+        OBJECT_WORDS,
+        POSITIONED,
+        binding_arms,
+        objects_alone,
+        region_alone,
+        repaint_change,
+    )
 
     if args.threads:
         torch.set_num_threads(args.threads)
     pipe = load_toyworld_pipeline()
     pipe.set_progress_bar_config(disable=True)
     backbone = Backbone.from_pipeline(pipe)
-    scenes = args.scenes or (4 if args.quick else 8)
+    scenes = args.scenes or (4 if args.quick else 16)
     start = time.time()
 
     times = timing(backbone, (2, 3, 4), args.repeats)
@@ -74,20 +99,41 @@ def main() -> None:
     for name, seconds in times:
         print(f"  {name:<10} {seconds:7.3f} s   {seconds / plain:5.2f}x plain")
 
-    print("toyworld regional prompting: success rate with the method vs the same seeds without it")
-    caption = " {position}, gray background"  # the region prompt as a toyworld caption of the region
-    rows = []
-    for style, suffix in (("object words", ""), ("region caption", caption)):
-        two, three = (region_binding(backbone, n, scenes=scenes, suffix=suffix) for n in (2, 3))
-        rows += [
-            (f"2 objects, {style}: images", two.images),
-            (f"2 objects, {style}: objects", two.objects),
-            (f"3 objects, {style}: images", three.images),
-            (f"3 objects, {style}: objects", three.objects),
-            (f"repaint, {style}", repaint_change(backbone, scenes=scenes, suffix=suffix)),
-        ]
-    for name, rates in rows:
-        print(f"  {name:<36} method {rates.method:6.1%}   baseline {rates.baseline:6.1%}   ({rates.cases} cases)")
+    print(f"what the model draws alone ({scenes // 2} two-object scenes, seed = scene)")
+    for side in (BOX, 0.5, 1.0):
+        cells = round(side * 16)
+        share = region_alone(backbone, side, scenes=scenes // 2)
+        print(f"  a region's own {cells}x{cells} latent, all 25 steps, object words: right {share:6.1%}")
+    for count in (2, 3):
+        share = objects_alone(backbone, count, scenes=scenes, side=POSITIONED.side)
+        print(f"  each object of the {count}-object scenes alone, said with its position: in its region {share:6.1%}")
+
+    print(f"regional binding, per-phase ablation ({scenes} scenes, seed 0; baseline = the scene in one global prompt)")
+    protocols = (("object words", OBJECT_WORDS), ("half boxes", HALF_WORDS), ("positioned", POSITIONED))
+    for style, protocol in protocols:
+        print(f"  {style}: {protocol.describe()}; binding {protocol.binding:g}, delta {REGIONAL.delta:g}")
+        for count in (2, 3):
+            settings = arms(protocol.binding, REGIONAL.delta)
+            rates = binding_arms(backbone, count, scenes, settings, **protocol.region_args())
+            base = rates["both"]
+            print(f"    {count} objects {'baseline':<21} images {base.images.baseline:6.1%}"
+                  f"   objects {base.objects.baseline:6.1%}")  # fmt: skip
+            for name in ARMS:
+                r = rates[name]
+                print(f"    {count} objects {name:<21} images {r.images.method:6.1%}   objects {r.objects.method:6.1%}"
+                      f"   ({r.images.cases} images)")  # fmt: skip
+
+    print(f"the gated protocols on the next seed (seed 1, the same {scenes} scenes), both phases")
+    for count, (style, protocol) in ((2, protocols[2]), (3, protocols[1])):
+        settings = {"both": {"binding": protocol.binding, "delta": REGIONAL.delta}}
+        r = binding_arms(backbone, count, scenes, settings, first_seed=1, **protocol.region_args())["both"]
+        print(f"  {count} objects, {style:<10} images {r.images.method:6.1%} (baseline {r.images.baseline:6.1%})"
+              f"   objects {r.objects.method:6.1%} (baseline {r.objects.baseline:6.1%})")  # fmt: skip
+
+    print("repaint: the region shows the new object, vs regenerating with it in the global prompt (8 scenes)")
+    for style, suffix in (("object words", ""), ("region caption", " {position}, gray background")):
+        rates = repaint_change(backbone, scenes=8, suffix=suffix)
+        print(f"  {style:<15} method {rates.method:6.1%}   baseline {rates.baseline:6.1%}   ({rates.cases} cases)")
     print(f"({time.time() - start:.0f} s) command: python bench/regions.py {' '.join(sys.argv[1:])}")
 
 

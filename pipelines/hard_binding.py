@@ -69,7 +69,8 @@ def bind_regions(
     cancel: CancelToken | None = None,
 ) -> list[list[Tensor]]:
     """Denoise each region's crop of `latents` (1, C, h, w) for the first `steps` steps with its own prompt
-    (stream r of `embeds`); returns each region's latents after every step, (1, C, h_r, w_r) each."""
+    (stream r of `embeds`: the regions' binding prompts); returns each region's latents after every step,
+    (1, C, h_r, w_r) each."""
     if steps == 0:
         return [[] for _ in regions]
     layout = BatchLayout.with_cfg(["target"]) if guidance_scale > 1.0 else BatchLayout.without_cfg(["target"])

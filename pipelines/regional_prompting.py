@@ -53,7 +53,8 @@ def regional(
     """One image of `prompt` whose `regions` each show their own prompt.
 
     Args:
-        regions: boxes (x, y, w, h fractions) or masks, each with a prompt; they may overlap.
+        regions: boxes (x, y, w, h fractions) or masks, each with a prompt (and optionally a binding prompt for its
+            own run during hard binding); they may overlap.
         delta: soft refinement's weight of a region's own prompt inside it (0: none, 1: the official default).
         binding: share of the first steps in which each region is denoised alone and pasted (0: none).
         latents: (1, C, h, w) initial noise instead of drawing it from `generator`.
@@ -81,6 +82,9 @@ def regional(
     embeds = backbone.encode_prompts([prompt], negatives, cfg=cfg)
     region_negatives = None if negative_prompt is None else [negative_prompt] * len(placed)
     region_embeds = backbone.encode_prompts([r.prompt for r in placed], region_negatives, cfg=cfg)
+    binding_embeds = region_embeds
+    if any(r.binding_prompt != r.prompt for r in placed):
+        binding_embeds = backbone.encode_prompts([r.binding_prompt for r in placed], region_negatives, cfg=cfg)
 
     # 3. initial noise, then the regions' own runs for the bound steps
     scheduler = build_scheduler(backbone.scheduler_config, sampler)
@@ -92,7 +96,7 @@ def regional(
         backbone,
         latents,
         placed,
-        region_embeds,
+        binding_embeds,
         steps=binding_steps(binding, num_inference_steps),
         num_inference_steps=num_inference_steps,
         sampler=sampler,
@@ -122,5 +126,5 @@ def regional(
     )  # (1, C, h, w)
 
     # 5. decode
-    notes = tuple(dict.fromkeys(embeds.notes + region_embeds.notes))
+    notes = tuple(dict.fromkeys(embeds.notes + region_embeds.notes + binding_embeds.notes))
     return GenerationOutput(images=backbone.latents_to_pil(latents), latents=latents, notes=notes)

@@ -21,11 +21,18 @@ from pipelines.region_boxes import MAX_REGIONS, check_box
 
 @dataclass(frozen=True)
 class Region:
-    """One region and its prompt: `box` = (x, y, w, h) as fractions of the image, or `mask` [H, W] in {0, 1}."""
+    """One region and its prompt: `box` = (x, y, w, h) as fractions of the image, or `mask` [H, W] in {0, 1}.
+
+    `binding_prompt` is what the region's own small image shows during hard binding; None means `prompt`. The
+    official code takes the two apart (`HB_prompt_list` names the object alone, "Dog"; the `SR_prompt` cell may
+    say more, "On the left, Einstein ..."), because the small image has no place in the whole one: a position
+    said there is a position inside the box.
+    """
 
     prompt: str
     box: tuple[float, float, float, float] | None = None
     mask: Tensor | None = None  # any size; resampled to the latent grid (the image's own size for repainting)
+    binding_prompt: str | None = None
 
     def __post_init__(self) -> None:
         if (self.box is None) == (self.mask is None):
@@ -42,6 +49,7 @@ class PlacedRegion:
     bottom: int  # exclusive
     right: int  # exclusive
     cells: Tensor  # (h, w) in {0., 1.} on the whole latent grid
+    binding_prompt: str  # the prompt of the region's own run during hard binding (`prompt` unless one was given)
 
     @property
     def owned(self) -> Tensor:
@@ -61,6 +69,8 @@ def check_regions(regions: Sequence[Region]) -> None:
     for i, region in enumerate(regions):
         if not region.prompt.strip():
             raise ValueError(f"region {i}: the region prompt is empty; say what the region shows")
+        if region.binding_prompt is not None and not region.binding_prompt.strip():
+            raise ValueError(f"region {i}: the binding prompt is empty; say what the region shows, or leave it out")
         if region.box is not None:
             check_box(region.box, f"region {i}")
         elif region.mask is None or region.mask.ndim != 2:
@@ -89,5 +99,6 @@ def place(regions: Sequence[Region], latent_size: tuple[int, int]) -> list[Place
             )
         top, bottom = int(rows[0]), int(rows[-1]) + 1
         left, right = int(cols[0]), int(cols[-1]) + 1
-        placed.append(PlacedRegion(region.prompt, top, left, bottom, right, cells))
+        binding = region.binding_prompt or region.prompt
+        placed.append(PlacedRegion(region.prompt, top, left, bottom, right, cells, binding))
     return placed

@@ -45,6 +45,25 @@ def test_regions_change_the_image_where_they_are(backbones):
     assert changed[:, 16:].mean() > 0.0
 
 
+def test_the_binding_prompt_drives_the_regions_own_run_and_only_it(backbones):
+    """Oracle: with soft refinement off, a region whose binding prompt is B is the region whose prompt is B
+    (only hard binding reads it); with binding off too, the binding prompt changes nothing."""
+    backbone = backbones["sd15"]
+
+    def run(region: Region, binding: float):
+        return regional(
+            backbone, "a ball", [region], delta=0.0, binding=binding, generator=torch.Generator().manual_seed(5),
+            **SIZE,
+        ).latents  # fmt: skip
+
+    box = (0.5, 0, 0.5, 1)
+    split = Region("a red ball on the right", box=box, binding_prompt="a blue cube")
+    plain = Region("a red ball on the right", box=box)
+    torch.testing.assert_close(run(split, 0.5), run(Region("a blue cube", box=box), 0.5), atol=1e-6, rtol=0)
+    assert not torch.allclose(run(split, 0.5), run(plain, 0.5), atol=1e-4)
+    torch.testing.assert_close(run(split, 0.0), run(plain, 0.0), atol=1e-6, rtol=0)
+
+
 def test_binding_rounds_the_official_share():
     assert binding_steps(2 / 20, 20) == 2 and binding_steps(2 / 20, 25) == 2 and binding_steps(0.0, 25) == 0
 
@@ -55,6 +74,7 @@ BAD = {
     "zero-area": ([Region("a", box=(0.2, 0.2, 0, 0.3))], "zero area"),
     "no-cell": ([Region("a", box=(0.5, 0.5, 0.01, 0.01))], "covers no latent cell"),
     "empty-prompt": ([Region("  ", box=(0, 0, 1, 1))], "region prompt is empty"),
+    "empty-binding-prompt": ([Region("a", box=(0, 0, 1, 1), binding_prompt=" ")], "binding prompt is empty"),
     "too-many": ([Region("a", box=(0, 0, 1, 1))] * (MAX_REGIONS + 1), f"at most {MAX_REGIONS}"),
     "none": ([], "at least one region"),
     "empty-mask": ([Region("a", mask=torch.zeros(8, 8))], "covers no latent cell"),
