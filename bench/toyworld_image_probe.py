@@ -44,8 +44,8 @@ def scenes(n: int, seed: int) -> tuple[list[np.ndarray], dict[str, list[str]]]:
 
 
 @torch.no_grad()
-def features(images: list[np.ndarray], batch: int = 256) -> dict[str, np.ndarray]:
-    encoder = CLIPVisionModelWithProjection.from_pretrained(TOYWORLD / "image_encoder", use_safetensors=True).eval()
+def features(images: list[np.ndarray], encoder_dir: Path, batch: int = 256) -> dict[str, np.ndarray]:
+    encoder = CLIPVisionModelWithProjection.from_pretrained(encoder_dir, use_safetensors=True).eval()
     extractor = CLIPImageProcessorPil.from_pretrained(TOYWORLD / "feature_extractor")
     forms: dict[str, list[np.ndarray]] = {"image_embeds (base)": [], "penultimate CLS": [],
                                           "penultimate patch mean": [], "penultimate all tokens (Plus/Full)": []}  # fmt: skip
@@ -80,13 +80,14 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--ridge", type=float, default=10.0)
+    parser.add_argument("--encoder", type=Path, default=TOYWORLD / "image_encoder", help="a CLIP vision tower folder")
     args = parser.parse_args()
     torch.set_num_threads(1)
     command = "HF_HUB_OFFLINE=1 .venv/bin/python bench/toyworld_image_probe.py " + " ".join(sys.argv[1:])
     print(f"reproduce with: {command.strip()}")
     train_images, train_labels = scenes(args.train, seed=0)
     test_images, test_labels = scenes(args.test, seed=1)
-    train_f, test_f = features(train_images), features(test_images)
+    train_f, test_f = features(train_images, args.encoder), features(test_images, args.encoder)
     chance = "  ".join(f"{a} {1 / len(set(train_labels[a])):.2f}" for a in ATTRIBUTES)
     print(f"{args.train} train / {args.test} test single-object scenes; chance: {chance}")
     print(f"| features | dims | {' | '.join(ATTRIBUTES)} |")

@@ -46,7 +46,8 @@ def test_the_readme_lists_studio_commands():
 
 
 def test_every_readme_command_runs(runner, tmp_path, monkeypatch):
-    shutil.copytree(ROOT / "assets" / "toyworld" / "concepts", tmp_path / "assets" / "toyworld" / "concepts")
+    for folder in ("concepts", "ip_adapter"):  # the bundled files the README's commands name
+        shutil.copytree(ROOT / "assets" / "toyworld" / folder, tmp_path / "assets" / "toyworld" / folder)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     for words in readme_commands((ROOT / "README.md").read_text()):

@@ -15,6 +15,7 @@ import os
 from pathlib import Path
 
 MODEL_ENV = "DIFFUSION_STUDIO_TOYWORLD"  # a folder that replaces the bundled model wherever it is looked up
+IP_ADAPTER_FILE = "ip_adapter/ip-adapter-plus_toyworld.safetensors"  # inside the model folder
 _PACKAGED = Path(__file__).resolve().parent / "model"  # where a wheel carries assets/toyworld (see setup.py)
 _CHECKOUT = Path(__file__).resolve().parents[1] / "assets" / "toyworld"  # a source checkout, an editable install
 
@@ -26,6 +27,12 @@ def toyworld_path() -> Path:
     if override:
         return Path(override).expanduser()
     return _PACKAGED if _PACKAGED.is_dir() else _CHECKOUT
+
+
+def toyworld_ip_adapter() -> Path:
+    """The bundled IP-Adapter (Plus form, official safetensors layout) trained on the bundled model and its
+    `image_encoder/` (see toyworld/train/ip_adapter.py)."""
+    return toyworld_path() / IP_ADAPTER_FILE
 
 
 def load_toyworld_pipeline(path: str | os.PathLike[str] | None = None, **kwargs):
@@ -42,4 +49,4 @@ def load_toyworld_pipeline(path: str | os.PathLike[str] | None = None, **kwargs)
     return load_pretrained(path or toyworld_path(), StableDiffusionPipeline, **kwargs)
 
 
-__all__ = ["MODEL_ENV", "load_toyworld_pipeline", "toyworld_path"]
+__all__ = ["IP_ADAPTER_FILE", "MODEL_ENV", "load_toyworld_pipeline", "toyworld_ip_adapter", "toyworld_path"]
