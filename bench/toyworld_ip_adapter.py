@@ -63,7 +63,9 @@ def main() -> None:
     report = (Path(args.model) if args.model else toyworld_path()) / "ip_adapter" / "training_report_ip_adapter.json"
     if report.exists():
         stage = json.loads(report.read_text())
-        print(f"adapter training: {stage.get('steps')} steps in {stage.get('seconds', 0) / 60:.1f} min "
+        tower = stage.get("tower", {})
+        print(f"tower stage: {tower.get('steps')} steps in {tower.get('seconds', 0) / 60:.1f} min; "
+              f"adapter stage: {stage.get('steps')} steps in {stage.get('seconds', 0) / 60:.1f} min "
               f"({stage.get('args', {}).get('threads')} CPU thread(s)), "
               f"{stage.get('trainable_parameters', 0) / 1e6:.2f} M trained parameters (tower included)")
 
