@@ -8,8 +8,8 @@ method touches its task file (plus its control and pipeline) and nothing else in
 Options models are pydantic models. A field's default, help (`description`) and range (`ge`/`le`) are
 stated on the field, or taken from the method's settings dataclass next to its control or pipeline with
 `setting(...)`, so the control, the pipeline, the job schema and the CLI share one default. Annotations
-add what pydantic has no word for: `ImagePath` / `MaskPath` / `WeightPath` (a field names a file: checked
-before any model loads, hashed and made portable in metadata), `Flag` (its CLI spelling), `Zipped` (a list
+add what pydantic has no word for: `ImagePath` / `MaskPath` / `WeightPath` / `ModelFolder` (a field names a
+file or a folder of model files: checked before any model loads, hashed and made portable in metadata), `Flag` (its CLI spelling), `Zipped` (a list
 of records given on the CLI as parallel repeatable flags). A control's `Shortcut` gives it plain flags.
 """
 
@@ -58,6 +58,15 @@ class WeightPath:
     in metadata like an image's, so `studio run` re-creates the output or says which file changed."""
 
     label: str = "weights"  # how errors name it ("LoRA", "residuals")
+
+
+@dataclass(frozen=True)
+class ModelFolder:
+    """The field names a folder of model files (insightface's ONNX face models): checked to be a folder before
+    any model loads, its files' names and bytes hashed with the job's inputs, and its path made portable in
+    metadata, so `studio run` with other face models says so instead of making another picture."""
+
+    label: str = "model folder"
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,16 @@ HASH_DIGITS = 16  # 64 bits: enough to tell two files apart, short enough for th
 
 
 def content_hash(path: str) -> str:
+    """A file's bytes; a folder's files, each by its path inside the folder and its bytes (in name order)."""
     digest = hashlib.sha256()
-    with Path(path).open("rb") as stream:
-        while chunk := stream.read(1 << 20):
-            digest.update(chunk)
+    root = Path(path)
+    files = sorted(p for p in root.rglob("*") if p.is_file()) if root.is_dir() else [root]
+    for file in files:
+        if root.is_dir():
+            digest.update(file.relative_to(root).as_posix().encode() + b"\0")
+        with file.open("rb") as stream:
+            while chunk := stream.read(1 << 20):
+                digest.update(chunk)
     return digest.hexdigest()[:HASH_DIGITS]
 
 

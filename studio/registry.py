@@ -20,7 +20,15 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel, ValidationError
 
 from pipelines.sampler_names import DEFAULT_SAMPLER
-from studio.declarations import ControlDeclaration, ImagePath, MaskPath, TaskDeclaration, WeightPath, Zipped
+from studio.declarations import (
+    ControlDeclaration,
+    ImagePath,
+    MaskPath,
+    ModelFolder,
+    TaskDeclaration,
+    WeightPath,
+    Zipped,
+)
 from studio.errors import JobSpecError
 from studio.validation import one_line
 
@@ -130,7 +138,7 @@ def _file_fields(model: type[BaseModel], raw: Any, prefix: tuple[Any, ...]) -> l
     for name, info in model.model_fields.items():
         if name not in raw:
             continue
-        marker = next((m for m in info.metadata if isinstance(m, (ImagePath, MaskPath, WeightPath))), None)
+        marker = next((m for m in info.metadata if isinstance(m, (ImagePath, MaskPath, WeightPath, ModelFolder))), None)
         if marker is not None and isinstance(raw[name], str):
             found.append(((*prefix, name), marker))
         record = _record_model(info)

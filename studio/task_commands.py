@@ -22,7 +22,7 @@ from pydantic_core import PydanticUndefined
 from pipelines.sampler_names import DEFAULT_SAMPLER, sampler_names
 from studio.cli_support import Compile, Debug, Device, Memory, NoMetadata, Out, Overwrite, Precision
 from studio.cli_support import model_cache, run_and_save, studio_errors
-from studio.declarations import Flag, ImagePath, MaskPath, TaskDeclaration, WeightPath, Zipped
+from studio.declarations import Flag, ImagePath, MaskPath, ModelFolder, TaskDeclaration, WeightPath, Zipped
 from studio.errors import InputError
 from studio.jobs import SCHEMA_VERSION, Job
 
@@ -66,7 +66,7 @@ def _flag_names(name: str, flag: Flag | None) -> list[str]:
 
 
 def _scalar_type(info: FieldInfo) -> type:
-    if _meta(info, ImagePath) or _meta(info, MaskPath) or _meta(info, WeightPath):
+    if any(_meta(info, marker) for marker in (ImagePath, MaskPath, WeightPath, ModelFolder)):
         return Path
     args = [a for a in getattr(info.annotation, "__args__", (info.annotation,)) if a is not type(None)]
     return args[0]
@@ -362,6 +362,10 @@ def check_files(job: Job) -> None:
             from studio.loras import check_weights_file
 
             check_weights_file(Path(path).expanduser(), marker.label)
+            continue
+        if isinstance(marker, ModelFolder):
+            if not Path(path).expanduser().is_dir():
+                raise InputError(f"{marker.label} folder not found: {path}")
             continue
         owner = None
         if marker.of:  # the record's own field of that name, else the job's

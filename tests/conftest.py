@@ -48,6 +48,18 @@ def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
+@pytest.fixture(scope="module")
+def toyworld():
+    """The bundled toyworld model as a Backbone, loaded once per test module (a module may restyle its
+    scheduler; a fresh one per module keeps the gates independent of test order)."""
+    from pipelines.backbone import Backbone
+    from toyworld import load_toyworld_pipeline
+
+    pipe = load_toyworld_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return Backbone.from_pipeline(pipe)
+
+
 @pytest.fixture
 def quiet_cli_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """The CLI sets quiet-logging env defaults for its process; keep them from leaking into other tests."""

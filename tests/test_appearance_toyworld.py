@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.backbone import Backbone
-from toyworld import load_toyworld_pipeline
 from toyworld.method_eval import mutual_appearance
 from toyworld.transfer_eval import freecustom_composition, visctrl_transfer
 
@@ -31,13 +29,6 @@ VISCTRL_SHAPE_FLOOR = 4 / 6
 # first 2 (0 of 8 in the bench: the prompt's unsaid pattern is plain).
 FREECUSTOM_CASES, FREECUSTOM_BASELINE_CASES = 10, 2
 FREECUSTOM_FLOOR = 1 / 10
-
-
-@pytest.fixture(scope="module")
-def toyworld() -> Backbone:
-    pipe = load_toyworld_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    return Backbone.from_pipeline(pipe)
 
 
 @pytest.mark.slow

@@ -54,7 +54,7 @@ def test_a_face_prompt_runs_round_trips_and_equals_the_pipeline_call(runner, wor
     assert [(c.kind, c.options) for c in job.controls] == [
         ("face_id", {"file": "faceid.safetensors", "image": "face.png", "scale": 0.8, "models": "faces"})
     ]
-    assert set(job.inputs) == {"faceid.safetensors", "face.png"}  # the adapter's and the face's content
+    assert set(job.inputs) == {"faceid.safetensors", "face.png", "faces"}  # adapter, face and face models
     (workdir / "job.json").write_text(inspected.stdout)
     ok(runner.invoke(app, ["run", "job.json", "--device", "cpu", "--out", "again.png"]))
     assert (workdir / "again.png").read_bytes() == (workdir / "f.png").read_bytes()
@@ -81,6 +81,24 @@ def test_a_face_prompt_runs_round_trips_and_equals_the_pipeline_call(runner, wor
     args = ["--face-adapter", "faceid.safetensors", "--face", "face.png:0.8"]
     ok(runner.invoke(app, ["generate", "a portrait", *args, *COMMON, "--out", "env.png"]))
     assert np.array_equal(pixels("env.png"), pixels("f.png"))
+
+
+@pytest.mark.slow
+def test_a_job_made_with_other_face_models_is_refused(runner, workdir, face_dir):
+    """The face models decide the embedding, so `studio run` with a changed folder must say so, not redraw."""
+    import shutil
+
+    shutil.copytree(face_dir, workdir / "mine")
+    args = ["--face-adapter", "faceid.safetensors", "--face", "face.png", "--face-models", "mine"]
+    ok(runner.invoke(app, ["generate", "a portrait", *args, *COMMON, "--out", "f.png"]))
+    inspected = runner.invoke(app, ["inspect", "f.png"])
+    (workdir / "job.json").write_text(inspected.stdout)
+    recorded = Job.from_json(inspected.stdout).inputs["mine"]
+    model = sorted((workdir / "mine").iterdir())[0]
+    model.write_bytes(model.read_bytes() + b"\0")  # another file of the same name
+    line = one_line_error(runner.invoke(app, ["run", "job.json", "--device", "cpu", "--out", "again.png"]))
+    assert "mine: not the file this job was made with" in line and f"the job recorded {recorded}" in line
+    assert not (workdir / "again.png").exists()
 
 
 def _sd_adapter(workdir):

@@ -26,21 +26,12 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.backbone import Backbone
-from toyworld import load_toyworld_pipeline
 from toyworld.region_eval import HALF_WORDS, POSITIONED, region_binding, repaint_change
 
 TWO_OBJECTS_IMAGES_FLOOR = 13 / 16  # measured 14/16 (the gate is 85 %)
 TWO_OBJECTS_IMAGES_GAIN = 3 / 16  # measured 5/16 over the global prompt alone (9/16)
 THREE_OBJECTS_FLOOR = 33 / 48  # measured 37/48
 THREE_OBJECTS_GAIN = 12 / 48  # measured 20/48 over the global prompt alone (17/48)
-
-
-@pytest.fixture(scope="module")
-def toyworld() -> Backbone:
-    pipe = load_toyworld_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    return Backbone.from_pipeline(pipe)
 
 
 @pytest.mark.slow

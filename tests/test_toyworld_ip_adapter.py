@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.backbone import Backbone
 from pipelines.ip_adapter_weights import AdapterWeights, load_adapter
-from toyworld import load_toyworld_pipeline, toyworld_ip_adapter
+from toyworld import toyworld_ip_adapter
 from toyworld.image_prompt_eval import image_prompt_transfer, regional_image_prompts
 
 SCALE = 1.0  # the official value for an image prompt with no text, which these texts nearly are
@@ -24,13 +23,6 @@ COLOUR_FLOOR = 7 / 8
 PATTERN_FLOOR = 5 / 8
 AT_TEXT_FLOOR = 7 / 8
 HALVES_BOTH_COLOUR_FLOOR = 6 / 8
-
-
-@pytest.fixture(scope="module")
-def toyworld() -> Backbone:
-    pipe = load_toyworld_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    return Backbone.from_pipeline(pipe)
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import pytest
 
-from pipelines.backbone import Backbone
-from toyworld import load_toyworld_pipeline
 from toyworld.uniform_eval import editing, reconstruction
 
 # Measured, 4 renders (seeds 0-3), 5 DDIM steps: ddim 27.71, uniform 27.71, caption 29.31, caption_cfg 18.62,
@@ -26,13 +24,6 @@ RECONSTRUCTION_VS_TEXT_CFG = 7.0  # dB: UAM over the text-conditioned reconstruc
 # every edit took its colour with each.
 EDIT_KEPT_VS_DDIM = -0.5  # dB
 EDIT_DONE_FLOOR = 2 / 3
-
-
-@pytest.fixture(scope="module")
-def toyworld() -> Backbone:
-    pipe = load_toyworld_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    return Backbone.from_pipeline(pipe)
 
 
 @pytest.mark.slow

@@ -6,6 +6,8 @@ The face is found, aligned and embedded by insightface with the user's face mode
 such as insightface's `buffalo_l` (`--face-models`, or the DIFFUSION_STUDIO_FACE_MODELS environment variable).
 The studio never downloads them: insightface's models are licensed for non-commercial research only. The
 adapter file is judged by its bytes before a tensor is read, and its LoRA is active only while the job runs.
+A folder given in the job (`--face-models`) is hashed with its inputs, so `studio run` refuses other face
+models; the environment variable is the machine's setting, like a model cache, and is not recorded.
 """
 
 from __future__ import annotations
@@ -17,7 +19,16 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from pipelines.face_settings import FACE_ID
-from studio.declarations import ControlDeclaration, ImagePath, MaskPath, Options, Shortcut, WeightPath, setting
+from studio.declarations import (
+    ControlDeclaration,
+    ImagePath,
+    MaskPath,
+    ModelFolder,
+    Options,
+    Shortcut,
+    WeightPath,
+    setting,
+)
 from studio.errors import InputError
 from studio.job_spec import MAX_PATH
 
@@ -34,7 +45,7 @@ class FaceIDOptions(Options):
         min_length=1, max_length=MAX_PATH, description="An image with one face (the identity to keep)."
     )
     scale: float = setting(FACE_ID, "scale")
-    models: str | None = Field(
+    models: Annotated[str | None, ModelFolder(label="face model")] = Field(
         None,
         min_length=1,
         max_length=MAX_PATH,
