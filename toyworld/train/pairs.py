@@ -59,6 +59,7 @@ from ..vocab import COLORS, POSITIONS, TRAIN_PATTERNS, TRAIN_SHAPES
 from ..world import ObjectSpec, SceneSpec, make_object, render, sample_background, sample_scene
 from .export import save_component_atomically
 from .run_log import RunLog, args_record
+from .stage_loop import StageProgress, warm_cosine
 from .unet import MIN_SNR_GAMMA, draw_timesteps, draw_training_noise, encode_text
 from .vae import encode_images
 
@@ -299,17 +300,13 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
     paired = PairedSelfAttention(lambda: current[0])
     unet.set_attn_processor({name: paired if name.endswith("attn1.processor") else AttnProcessor2_0()
                              for name in stock})
-    start = time.time()
-    history: list[float] = []
-    report: dict = {}
-    last_ckpt = start
+    progress = StageProgress("pairs", ema, params, steps=steps, max_seconds=max_seconds, log=log,
+                             checkpoint=checkpoint, checkpoint_seconds=checkpoint_seconds, ema_decay=ema_decay)
     unet.train()
     try:
         for step in range(steps):
-            frac = max(step / steps, (time.time() - start) / max_seconds)
             for g in opt.param_groups:
-                warmup = min(1.0, (step + 1) / 100)
-                g["lr"] = g["base_lr"] * warmup * (0.1 + 0.45 * (1 + np.cos(np.pi * min(frac, 1.0))))
+                g["lr"] = g["base_lr"] * warm_cosine(step, progress.fraction(step))
             idx = rng.choice(len(pairs), size=p, replace=False)
             src_text = ["" if rng.random() < SOURCE_DROPOUT else caption(pairs.pairs[i].source, rng) for i in idx]
             dropped = rng.random(p) < mix.target_dropout
@@ -342,23 +339,12 @@ def train_pairs(unet: UNet2DConditionModel, text_encoder: CLIPTextModel, tokeniz
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()
-            with torch.no_grad():
-                torch._foreach_lerp_(list(ema.parameters()), params, 1 - min(ema_decay, (1 + step) / (10 + step)))
-            history.append(loss.item())
-            if step % 25 == 0:
-                log(f"pairs step {step} loss {np.mean(history[-100:]):.4f} ({time.time() - start:.0f}s)")
-            report = {"steps": step + 1, "seconds": time.time() - start, "loss_first": history[0],
-                      "loss_last100": float(np.mean(history[-100:])), "loss_curve": history[::25]}
-            if time.time() - last_ckpt > checkpoint_seconds:
-                checkpoint(ema, report)
-                last_ckpt = time.time()
-            if time.time() - start > max_seconds:
-                log(f"pairs: time budget reached at step {step}")
+            if progress.after_step(step, loss.item()):
                 break
     finally:
         unet.set_attn_processor(stock)
     unet.eval()
-    return ema, report
+    return ema, progress.report
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
