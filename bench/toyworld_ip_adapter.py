@@ -28,7 +28,8 @@ def main() -> None:
     parser.add_argument("--baseline-cases", type=int, default=8, help="the first N cases also run without adapter")
     parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 0.5], help="image prompt scales to measure")
     parser.add_argument("--rows", nargs="*", default=["empty", "placed", "halves"],
-                        choices=["empty", "placed", "halves"])
+                        choices=["empty", "placed", "halves", "told"],
+                        help="told: no image prompt, the look said in the text (the model's own ceiling)")
     parser.add_argument("--adapter", type=Path, default=None, help="adapter file (default: the bundled one)")
     parser.add_argument("--model", default=None, help="toyworld model folder (default: the bundled one)")
     parser.add_argument("--threads", type=int, default=1)
@@ -38,7 +39,7 @@ def main() -> None:
     from pipelines.backbone import Backbone
     from pipelines.ip_adapter_weights import load_adapter
     from toyworld import load_toyworld_pipeline, toyworld_ip_adapter, toyworld_path
-    from toyworld.image_prompt_eval import image_prompt_transfer, regional_image_prompts
+    from toyworld.image_prompt_eval import image_prompt_transfer, regional_image_prompts, told_ceiling
 
     torch.set_num_threads(args.threads)
     pipe = load_toyworld_pipeline(args.model)
@@ -50,8 +51,12 @@ def main() -> None:
     print(f"adapter {adapter_path} ({adapter.kind}); {args.cases} cases per row, baseline on the first "
           f"{args.baseline_cases}; DDIM 25 steps, CFG 5")
     start = time.time()
+    if "told" in args.rows:  # no image prompt, so no scale
+        for placed in (False, True):
+            for line in told_ceiling(backbone, args.cases, placed).lines("told, " + ("placed" if placed else "no place")):
+                print(line, flush=True)
     for scale in args.scales:
-        for row in args.rows:
+        for row in [r for r in args.rows if r != "told"]:
             if row == "halves":
                 rates = regional_image_prompts(backbone, adapter, args.cases, scale, args.baseline_cases)
             else:

@@ -12,7 +12,8 @@ import pytest
 
 from pipelines.ip_adapter_weights import AdapterWeights, load_adapter
 from toyworld import toyworld_ip_adapter
-from toyworld.image_prompt_eval import image_prompt_transfer, regional_image_prompts
+from toyworld.captions import parse_caption
+from toyworld.image_prompt_eval import image_prompt_cases, image_prompt_transfer, regional_image_prompts, told_text
 
 SCALE = 1.0  # the official value for an image prompt with no text, which these texts nearly are
 CASES, BASELINE_CASES = 8, 2
@@ -53,3 +54,14 @@ def test_two_image_prompts_masked_to_the_halves_put_each_references_colour_in_it
     rates = regional_image_prompts(toyworld, adapter, CASES, scale=SCALE, baseline_cases=BASELINE_CASES)
     assert rates.method["both colour"] >= HALVES_BOTH_COLOUR_FLOOR - 1e-9, rates
     assert rates.baseline["both colour"] == 0.0, rates
+
+
+@pytest.mark.parametrize("placed", [False, True])
+def test_the_told_ceiling_says_the_references_look_and_only_the_cases_place(placed):
+    """The ceiling row must ask for exactly what the image prompt shows, or it measures something else."""
+    for case in image_prompt_cases(12, placed):
+        [asked], background = parse_caption(told_text(case))
+        want = case.reference.objects[0]
+        assert (asked.shape, asked.color, asked.pattern) == (want.shape, want.color, want.pattern)
+        assert asked.size == (want.size or "medium") and background is None
+        assert asked.position == case.place  # None for the empty text, never the reference's place

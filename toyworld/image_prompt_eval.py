@@ -10,6 +10,8 @@ image prompt.
 
 - image_prompt_transfer: the largest object generated, per attribute (colour, pattern, shape, all three),
   and, with a placed text, whether it sits where the text says (and how often at the reference's place).
+- told_ceiling: the same cases with the look said in the text and no image prompt: what the model draws when
+  told in words, the ceiling of what an image prompt of that look can give.
 - regional_image_prompts: two references, each an image prompt masked to one half of the image, with the
   text "an object on the left and an object on the right": each half's object against its reference.
 """
@@ -23,6 +25,7 @@ import torch
 from PIL import Image
 
 from .appearance_cases import PATTERNED, SINGLE_POSITIONS
+from .captions import object_phrase
 from .detector import Detection, detect
 from .transfer_eval import EVAL_GUIDANCE, EVAL_STEPS, AttributeRates
 from .vocab import COLORS, IMAGE_SIZE, TRAIN_SHAPES
@@ -122,6 +125,20 @@ def image_prompt_transfer(backbone, adapter, cases: int, placed: bool, scale: fl
         if i < base_n:
             baseline.append(single_outcome(_generate(backbone, case.text, i, []), case))
     return AttributeRates.from_hits(method, baseline)
+
+
+def told_text(case: ImagePromptCase) -> str:
+    """The case's text with the reference's look (and size) said in words: "a large red striped star [on the left]"."""
+    phrase = object_phrase(case.reference.objects[0], with_position=False)
+    return phrase if case.place is None else f"{phrase} {case.place}"
+
+
+def told_ceiling(backbone, cases: int, placed: bool) -> AttributeRates:
+    """The same cases and seeds with no image prompt and the look said in the text: how often the model draws
+    the look when it is told it in words, the most an adapter that carries the look could hope for."""
+    return AttributeRates.from_hits(
+        [single_outcome(_generate(backbone, told_text(case), i, []), case)
+         for i, case in enumerate(image_prompt_cases(cases, placed))], [])
 
 
 def two_outcome(image: Image.Image, left: SceneSpec, right: SceneSpec) -> dict[str, bool]:
