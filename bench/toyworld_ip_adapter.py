@@ -39,7 +39,7 @@ def main() -> None:
     from pipelines.backbone import Backbone
     from pipelines.ip_adapter_weights import load_adapter
     from toyworld import load_toyworld_pipeline, toyworld_ip_adapter, toyworld_path
-    from toyworld.image_prompt_eval import image_prompt_transfer, regional_image_prompts, told_ceiling
+    from toyworld.image_prompt_eval import image_prompt_cases, image_prompt_transfer, regional_image_prompts, told_ceiling
 
     torch.set_num_threads(args.threads)
     pipe = load_toyworld_pipeline(args.model)
@@ -64,6 +64,11 @@ def main() -> None:
                                               args.baseline_cases)
             for line in rates.lines(f"{row} s={scale:g}"):
                 print(line, flush=True)
+            if row != "halves":  # shape is the hard attribute: where it fails, by the reference's size
+                sizes = [c.reference.objects[0].size or "medium" for c in image_prompt_cases(args.cases, row == "placed")]
+                print(f"{row} s={scale:g}      shape by reference size: " + ", ".join(
+                    f"{size} {sum(r['shape'] for r, z in zip(rates.method_rows, sizes) if z == size)}"
+                    f"/{sizes.count(size)}" for size in ("small", "medium", "large")), flush=True)
     print(f"measured in {time.time() - start:.0f} s")
     report = (Path(args.model) if args.model else toyworld_path()) / "ip_adapter" / "training_report_ip_adapter.json"
     if report.exists():
