@@ -51,7 +51,7 @@ from safetensors.torch import save_file
 from torch import Tensor, nn
 from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-from ..captions import background_phrase, caption, join_objects
+from ..captions import background_phrase, caption, join_objects, object_phrase
 from ..vocab import COLORS, IMAGE_SIZE, POSITIONS, TRAIN_PATTERNS, TRAIN_SHAPES
 from ..world import ObjectSpec, SceneSpec, make_object, render, sample_background, sample_scene
 from .export import save_component_atomically
@@ -75,6 +75,7 @@ OBJECT_WEIGHT = 3.0  # extra loss weight on the object's latent cells: its patte
 TOWER_HEADS = ("shape", "pattern", "color")  # what the tower is taught to read before the adapter trains
 TOWER_IMAGES = 40_000  # fresh one-object renders for the tower stage (no VAE: 2 minutes), beside the references
 TOWER_HELD_OUT = 2_000  # renders the tower never trains on, to report what it reads per attribute and size
+DISTILL_WEIGHT = 2.0  # the told teacher's loss beside the diffusion loss (see train_ip_adapter)
 AUX_WEIGHT = 0.02  # attribute cross-entropy beside the diffusion loss (about 0.03) while the adapter trains
 LEFT = ("on the left", "at the top left", "at the bottom left")
 RIGHT = ("on the right", "at the top right", "at the bottom right")
@@ -124,6 +125,12 @@ def text_of(item: IPItem, rng: np.random.Generator) -> str:
         text = partial_caption(item.target)
         return text + ", " + background_phrase(item.target.background) if rng.random() < 0.3 else text
     return caption(item.target, rng)
+
+
+def told_caption(item: IPItem) -> str:
+    """Every target object's look, size and place in words (no background, which a reference need not share):
+    what the frozen UNet is told when it teaches the adapter."""
+    return join_objects([object_phrase(o) for o in item.target.objects])
 
 
 def half_masks(size: int = IMAGE_SIZE) -> np.ndarray:
@@ -298,6 +305,9 @@ class DecoupledCrossAttention(nn.Module):
         out = F.scaled_dot_product_attention(q, heads(attn.to_k(encoder_hidden_states)),
                                              heads(attn.to_v(encoder_hidden_states)))  # (B, H, N, d)
         tokens, masks = self._current.tokens, self._current.masks
+        if tokens is None:  # the told teacher's pass: the UNet as it is, text only
+            out = out.transpose(1, 2).reshape(batch, n, -1)  # (B, N, inner)
+            return attn.to_out[1](attn.to_out[0](out)) / attn.rescale_output_factor
         side = round(n**0.5)
         grid = F.adaptive_avg_pool2d(masks, side).flatten(2)  # (B, SLOTS, N)
         for slot in range(tokens.shape[1]):
@@ -389,7 +399,7 @@ def save_adapter(out: Path, adapter: ToyIPAdapter, unet: UNet2DConditionModel) -
 
 def train_ip_adapter(adapter: ToyIPAdapter, current: ImageTokens, unet: UNet2DConditionModel,
                      text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, data: IPDataset, scaling_factor: float,
-                     heads: nn.ModuleDict, *, steps: int, batch: int, lr: float, tower_lr: float, seed: int, max_seconds: float,
+                     heads: nn.ModuleDict, *, distill_weight: float = DISTILL_WEIGHT, steps: int, batch: int, lr: float, tower_lr: float, seed: int, max_seconds: float,
                      log: Callable[[str], None], checkpoint: Callable[[ToyIPAdapter, dict], None],
                      checkpoint_seconds: float = 300.0, ema_decay: float = 0.995) -> tuple[ToyIPAdapter, dict]:
     """Train `adapter` on the frozen UNet; returns its EMA and a report.
@@ -397,7 +407,13 @@ def train_ip_adapter(adapter: ToyIPAdapter, current: ImageTokens, unet: UNet2DCo
     Beside the diffusion loss, AUX_WEIGHT times the attribute cross-entropy of `heads` (the tower stage's, on
     the class token, so fine-tuning does not wash out what the tower was taught) and of token heads on the
     mean image token (so the resampler's tokens hold shape, pattern and colour where the UNet can read them):
-    an object's shape is a few latent cells, a small share of the denoising loss."""
+    an object's shape is a few latent cells, a small share of the denoising loss.
+
+    And `distill_weight` times the distance to a told teacher: the frozen UNet's own prediction on the same
+    noisy latent with the target's look said in words (`told_caption`) and no image prompt. The noise target
+    hides what the condition changes under the noise it draws; the teacher's prediction is that change alone,
+    for what the UNet can draw when told. Measured: with the diffusion loss alone, a tower that reads shape at
+    95% (held out) gave an adapter that carried shape in 25% of generated cases (12, after 289 steps)."""
     rng = np.random.default_rng(seed)
     gen = torch.Generator().manual_seed(seed)
     sched = DDPMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -430,7 +446,8 @@ def train_ip_adapter(adapter: ToyIPAdapter, current: ImageTokens, unet: UNet2DCo
             idx = rng.choice(len(data), size=batch, replace=False)
             texts = [text_of(data.items[i], rng) for i in idx]
             with torch.no_grad():
-                cond = encode_text(text_encoder, tokenizer, texts)  # (B, 77, D)
+                cond, told = encode_text(text_encoder, tokenizer, texts + [told_caption(data.items[i]) for i in idx]
+                                         ).chunk(2)  # (B, 77, D) each
             idx_t = torch.from_numpy(idx)
             pixels = data.pixels[idx_t].clone()  # (B, SLOTS, 3, S, S)
             dropped = torch.from_numpy(rng.random(batch) < IMAGE_DROPOUT)
@@ -447,17 +464,26 @@ def train_ip_adapter(adapter: ToyIPAdapter, current: ImageTokens, unet: UNet2DCo
                                                                                generator=gen)) * scaling_factor
             noise = draw_training_noise(z0.shape, gen)
             t = draw_timesteps(batch, gen)
-            pred = unet(sched.add_noise(z0, noise, t), t, cond).sample  # (B, C, h, w)
+            zt = sched.add_noise(z0, noise, t)
+            with torch.no_grad():
+                current.tokens = None
+                teacher = unet(zt, t, told).sample  # (B, C, h, w): the UNet told the look in words
+                current.tokens = tokens.unflatten(0, (batch, SLOTS))
+            pred = unet(zt, t, cond).sample  # (B, C, h, w)
             cells = F.adaptive_avg_pool2d(torch.from_numpy(data.object_cells[idx]).float().unsqueeze(1),
                                           z0.shape[-2:])  # (B, 1, h, w)
-            diffusion = (loss_weight[t].view(-1, 1, 1, 1) * (1 + OBJECT_WEIGHT * cells) * (pred - noise).pow(2)).mean()
-            loss = diffusion + AUX_WEIGHT * aux
+            weight = loss_weight[t].view(-1, 1, 1, 1) * (1 + OBJECT_WEIGHT * cells)  # (B, 1, h, w)
+            diffusion = (weight * (pred - noise).pow(2)).mean()
+            shown = (~dropped).float().view(-1, 1, 1, 1)  # a dropped image prompt has nothing to carry
+            distill = (shown * weight * (pred - teacher).pow(2)).mean()
+            loss = diffusion + distill_weight * distill + AUX_WEIGHT * aux
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
             opt.step()
             # the diffusion loss, and the mean attribute cross-entropy per head
-            if progress.after_step(step, diffusion.item(), attribute_cross_entropy=aux.item() / (2 * len(TOWER_HEADS))):
+            if progress.after_step(step, diffusion.item(), told_teacher=distill.item(),
+                                   attribute_cross_entropy=aux.item() / (2 * len(TOWER_HEADS))):
                 break
     finally:
         unet.set_attn_processor(stock)
@@ -480,6 +506,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tower-batch", type=int, default=128)
     p.add_argument("--tower-images", type=int, default=TOWER_IMAGES, help="fresh renders the tower stage trains on")
     p.add_argument("--tower-head-lr", type=float, default=5e-4, help="the tower's rate while the heads train")
+    p.add_argument("--distill-weight", type=float, default=DISTILL_WEIGHT, help="the told teacher's loss weight")
+    p.add_argument("--tower-from", type=Path, default=None,
+                   help="start from this tuned tower (an earlier run's image_encoder/) and skip the tower stage")
     p.add_argument("--minutes", type=float, default=float("inf"))
     p.add_argument("--threads", type=int, default=0)
     return p.parse_args(argv)
@@ -517,12 +546,18 @@ def main(argv: list[str] | None = None) -> dict:
     data = build_dataset(args.items, args.seed + 11, vae)
     log(f"rendered and encoded {len(data)} items in {time.time() - t0:.0f}s")
     t1 = time.time()
-    train_images = attribute_images(args.tower_images, args.seed + 14)
     held_out = attribute_images(TOWER_HELD_OUT, args.seed + 15)
-    log(f"rendered {args.tower_images} + {TOWER_HELD_OUT} renders for the tower in {time.time() - t1:.0f}s")
-    heads, report["tower"] = tune_tower(tower, train_images, held_out, steps=args.tower_steps,
-                                        batch=args.tower_batch, lr=args.tower_head_lr, seed=args.seed + 13, log=log)
-    del train_images
+    if args.tower_from is not None:
+        tower = CLIPVisionModelWithProjection.from_pretrained(str(args.tower_from), local_files_only=True)
+        heads = nn.ModuleDict({a: nn.Linear(tower.config.hidden_size, len(v)) for a, v in head_vocabularies().items()})
+        report["tower"] = {"from": str(args.tower_from)}
+    else:
+        train_images = attribute_images(args.tower_images, args.seed + 14)
+        log(f"rendered {args.tower_images} + {TOWER_HELD_OUT} renders for the tower in {time.time() - t1:.0f}s")
+        heads, report["tower"] = tune_tower(tower, train_images, held_out, steps=args.tower_steps,
+                                            batch=args.tower_batch, lr=args.tower_head_lr, seed=args.seed + 13,
+                                            log=log)
+        del train_images
     current = ImageTokens()
     adapter = ToyIPAdapter(tower, unet, current)
     report["trainable_parameters"] = sum(p.numel() for p in adapter.parameters())
@@ -534,7 +569,7 @@ def main(argv: list[str] | None = None) -> dict:
         log(f"checkpoint at ip-adapter step {stage['steps']}")
 
     ema, stage = train_ip_adapter(adapter, current, unet, text_encoder, tokenizer, data,
-                                  float(vae.config.scaling_factor), heads, steps=args.steps, batch=args.batch, lr=args.lr,
+                                  float(vae.config.scaling_factor), heads, distill_weight=args.distill_weight, steps=args.steps, batch=args.batch, lr=args.lr,
                                   tower_lr=args.tower_lr, seed=args.seed + 12, max_seconds=args.minutes * 60,
                                   log=log, checkpoint=checkpoint)
     save_adapter(out, ema, unet)
